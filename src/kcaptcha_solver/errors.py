@@ -1,0 +1,31 @@
+"""The errors this package raises. The CLI turns each into one line and a non-zero exit."""
+
+from __future__ import annotations
+
+
+class KcaptchaError(Exception):
+    """Base class: every error the library raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(KcaptchaError, ValueError):
+    """A preset name, configuration value or argument is not valid."""
+
+    exit_code = 2
+
+
+class FontsError(KcaptchaError):
+    """Font atlases are missing, corrupt, or could not be fetched or built."""
+
+
+class ImageError(KcaptchaError, ValueError):
+    """An input is not a readable image (corrupt, empty, wrong kind, too large)."""
+
+
+class ModelError(KcaptchaError):
+    """A model file is missing, unknown, or not one of ours."""
+
+
+class DatasetError(KcaptchaError):
+    """A folder of labelled images cannot be used (empty, no labels, wrong sizes)."""
