@@ -90,7 +90,7 @@ def cnn_tiny(spec: ModelSpec) -> nn.Module:
 @register("cnn-small")
 def cnn_small(spec: ModelSpec) -> nn.Module:
     """The shipped architecture: about 150k parameters, ~0.3 MB as float16."""
-    return CaptchaCNN(spec, channels=(32, 48, 64, 96), squeeze=32, dropout=0.1)
+    return CaptchaCNN(spec, channels=(16, 32, 64, 96), squeeze=32, dropout=0.1)
 
 
 def build(spec: ModelSpec) -> nn.Module:

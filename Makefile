@@ -1,0 +1,39 @@
+# Two entry points: `make demo` (solve the example captchas, then serve the page)
+# and `make test` (every test, as CI runs it). Both set up what they need.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+SHARED  ?= $(abspath ../shared/real-kcaptcha)
+
+.PHONY: demo test setup-solve setup-dev web-build browser lint
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# Solving needs onnxruntime, numpy and Pillow only (+ FastAPI for `kcaptcha serve`).
+setup-solve: $(BIN)/python
+	$(BIN)/pip install -q -e '.[serve]'
+
+# Training and tests: the CPU build of torch first (pinned; any other version pulls CUDA).
+setup-dev: $(BIN)/python
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+
+web-build:
+	npm ci --no-audit --no-fund
+	npm run build
+
+browser:
+	@command -v chromium > /dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null)
+
+demo: setup-solve web-build
+	$(BIN)/kcaptcha models
+	$(BIN)/kcaptcha solve src/kcaptcha_solver/web/examples/*.jpg src/kcaptcha_solver/web/examples/*.png
+	$(BIN)/kcaptcha web
+
+lint:
+	$(BIN)/ruff check src tests benchmarks
+
+test: setup-dev web-build browser lint
+	KCAPTCHA_SHARED=$(SHARED) $(BIN)/pytest -q

@@ -1,0 +1,183 @@
+"""Measure a model on a folder of labelled captchas (``<label>_<anything>.<ext>``).
+
+Runs the exported ONNX model through the same :class:`Solver` users get, so the
+figures are those of the shipped artefact, not of the training checkpoint.
+Unreadable, unlabelled or wrong-size files are counted and reported, never fatal,
+unless nothing usable is left.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .errors import DatasetError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"}
+
+
+@dataclass
+class Report:
+    """What ``kcaptcha evaluate`` prints (``--json`` prints ``to_dict()``)."""
+
+    model: str
+    count: int
+    correct: int
+    char_correct: int
+    char_total: int
+    errors: list[dict] = field(default_factory=list)  # file, truth, prediction, confidence
+    skipped: list[dict] = field(default_factory=list)  # file, reason
+    confusion: Counter = field(default_factory=Counter)  # (truth char, predicted char) -> count
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.count
+
+    @property
+    def char_accuracy(self) -> float:
+        return self.char_correct / self.char_total
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model,
+            "count": self.count,
+            "accuracy": self.accuracy,
+            "char_accuracy": self.char_accuracy,
+            "errors": self.errors,
+            "skipped": self.skipped,
+            "confusion": [{"truth": t, "prediction": p, "count": n} for (t, p), n in self.confusion.most_common()],
+        }
+
+
+def label_of(path: Path) -> str | None:
+    """The label in ``<label>_<anything>.<ext>``, or None when the name has none."""
+    stem = path.stem
+    if "_" not in stem:
+        return None
+    label = stem.rsplit("_", 1)[0]
+    return label or None
+
+
+def _read(path: Path, size: tuple[int, int]) -> tuple[np.ndarray | None, str | None]:
+    """Decoded RGB pixels, or the reason the file is skipped."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.size != size:
+                return None, f"size {im.size[0]}x{im.size[1]}, the model reads {size[0]}x{size[1]}"
+            return np.asarray(im.convert("RGB")), None
+    except (OSError, SyntaxError, ValueError) as exc:
+        return None, f"not a readable image ({type(exc).__name__})"
+
+
+def evaluate(model: str | os.PathLike[str], folder: str | os.PathLike[str], batch: int = 256,
+             progress: bool = False) -> tuple[Report, list[tuple[np.ndarray, dict]]]:
+    """Score ``model`` on ``folder``; returns the report and the error images for a gallery."""
+    from tqdm import tqdm
+
+    from .solver import Solver
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f"{folder} is not a folder")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise DatasetError(f"{folder} is empty: expected images named <label>_<anything>.<ext>")
+    solver = Solver(model)
+    size = (solver.width, solver.height)
+    report = Report(model=solver.name, count=0, correct=0, char_correct=0, char_total=0)
+    gallery: list[tuple[np.ndarray, dict]] = []
+    usable: list[tuple[Path, str]] = []
+    for path in files:
+        label = label_of(path)
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            report.skipped.append({"file": path.name, "reason": "not an image file name"})
+        elif label is None:
+            report.skipped.append({"file": path.name, "reason": "no <label>_ prefix in the name"})
+        else:
+            usable.append((path, label))
+    bar = tqdm(total=len(usable), desc="evaluate", unit="img", disable=not progress, leave=False)
+    for i in range(0, len(usable), batch):
+        chunk, images = [], []
+        for path, label in usable[i : i + batch]:
+            pixels, reason = _read(path, size)
+            if reason:
+                report.skipped.append({"file": path.name, "reason": reason})
+            else:
+                chunk.append((path, label))
+                images.append(pixels)
+        results = solver.solve_many(images) if images else []
+        for (path, label), pixels, res in zip(chunk, images, results):
+            report.count += 1
+            report.char_total += len(label)
+            pairs = list(zip(label, res.text))
+            report.char_correct += sum(t == p for t, p in pairs)
+            report.confusion.update((t, p) for t, p in pairs if t != p)
+            if res.text == label:
+                report.correct += 1
+            else:
+                err = {"file": path.name, "truth": label, "prediction": res.text,
+                       "confidence": [round(float(c), 4) for c in res.confidence]}
+                report.errors.append(err)
+                gallery.append((pixels, err))
+        bar.update(len(usable[i : i + batch]))
+    bar.close()
+    if report.count == 0:
+        reasons = Counter(s["reason"] for s in report.skipped)
+        raise DatasetError(
+            f"no usable images in {folder}: "
+            + "; ".join(f"{n} x {r}" for r, n in reasons.most_common(3))
+        )
+    return report, gallery
+
+
+def format_report(report: Report, max_rows: int = 12) -> str:
+    """A plain-text summary with the most frequent character confusions."""
+    lines = [
+        f"model {report.model}: {report.count} images",
+        f"  full-string accuracy  {100 * report.accuracy:7.2f} %  ({report.correct}/{report.count})",
+        f"  per-character         {100 * report.char_accuracy:7.3f} %  "
+        f"({report.char_correct}/{report.char_total})",
+    ]
+    if report.skipped:
+        reasons = Counter(s["reason"] for s in report.skipped)
+        lines.append(f"  skipped {len(report.skipped)}: " + "; ".join(f"{n} x {r}" for r, n in reasons.most_common(3)))
+    if report.confusion:
+        lines.append("  confusions (truth -> read: count): " + ", ".join(
+            f"{t}->{p}: {n}" for (t, p), n in report.confusion.most_common(max_rows)))
+    for err in report.errors[:max_rows]:
+        conf = " ".join(f"{c:.2f}" for c in err["confidence"])
+        lines.append(f"  wrong: {err['file']}  truth {err['truth']}  read {err['prediction']}  conf [{conf}]")
+    if len(report.errors) > max_rows:
+        lines.append(f"  ... and {len(report.errors) - max_rows} more errors")
+    return "\n".join(lines)
+
+
+def write_gallery(gallery: list[tuple[np.ndarray, dict]], path: str | os.PathLike[str], limit: int = 48) -> Path:
+    """One PNG of the misread images, each with truth, reading and the lowest confidence."""
+    from PIL import ImageDraw
+
+    items = gallery[:limit]
+    h, w = items[0][0].shape[:2]
+    cols = min(4, len(items))
+    rows = (len(items) + cols - 1) // cols
+    cell_h = h + 30
+    sheet = Image.new("RGB", (cols * (w + 8) + 8, rows * cell_h + 8), "white")
+    draw = ImageDraw.Draw(sheet)
+    for k, (pixels, err) in enumerate(items):
+        x, y = 8 + (k % cols) * (w + 8), 8 + (k // cols) * cell_h
+        sheet.paste(Image.fromarray(pixels), (x, y))
+        low = min(err["confidence"]) if err["confidence"] else 0.0
+        draw.text((x, y + h + 2), f"truth {err['truth']}", fill=(0, 110, 0))
+        draw.text((x, y + h + 14), f"read  {err['prediction']}  min p {low:.2f}", fill=(180, 0, 0))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    sheet.save(tmp, format="PNG")
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,188 @@
+"""Export one trained checkpoint to the formats the solvers run: a table of writers.
+
+Every format carries the preprocessing inside the graph (input: decoded RGB
+image) and the metadata a runtime needs (classes, lengths, input size), so a
+model file is all a runtime needs. Each export is checked against PyTorch on
+freshly generated captchas and fails loudly when the answers differ.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import KcaptchaError
+from .generator import CaptchaConfig, Generator, get_preset
+from .model import ModelSpec
+
+FORMAT_VERSION = "1"
+ONNX_TOLERANCE = 2e-3  # max |p_onnx - p_torch|; float16 weights move probabilities by ~1e-4
+CHECK_SEED = 95_000_000  # images for the export check: outside training, validation and evaluation seeds
+CHECK_COUNT = 64
+
+
+class WithSoftmax(nn.Module):
+    """The network plus a softmax: what runtimes see."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.model(image), dim=-1)
+
+
+def metadata(spec: ModelSpec, name: str, preset: str, config: CaptchaConfig) -> dict[str, str]:
+    """What every runtime reads from the model file, as strings."""
+    return {
+        "kcaptcha.format": FORMAT_VERSION,
+        "kcaptcha.name": name,
+        "kcaptcha.preset": preset,
+        "kcaptcha.arch": spec.arch,
+        "kcaptcha.classes": spec.classes,
+        "kcaptcha.length_min": str(config.length[0]),
+        "kcaptcha.length_max": str(config.length[1]),
+        "kcaptcha.width": str(spec.width),
+        "kcaptcha.height": str(spec.height),
+    }
+
+
+def _fp16_initializers(model_proto) -> None:
+    """Store float weights as float16 and cast them back at load: half the file, fp32 arithmetic."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    graph = model_proto.graph
+    casts = []
+    for init in list(graph.initializer):
+        if init.data_type != onnx.TensorProto.FLOAT or np.prod(init.dims) < 16:
+            continue
+        arr = numpy_helper.to_array(init).astype(np.float16)
+        half = numpy_helper.from_array(arr, init.name + "__fp16")
+        graph.initializer.remove(init)
+        graph.initializer.append(half)
+        casts.append(helper.make_node("Cast", [half.name], [init.name], to=onnx.TensorProto.FLOAT))
+    for node in reversed(casts):
+        graph.node.insert(0, node)
+
+
+def export_onnx(model: nn.Module, meta: dict[str, str], path: Path, float16: bool = True) -> Path:
+    """Write ``path`` (input ``image`` uint8 [N,H,W,3], output ``probs`` [N,P,K+1])."""
+    import onnx
+
+    spec: ModelSpec = model.spec
+    dummy = torch.zeros((1, spec.height, spec.width, 3), dtype=torch.uint8)
+    buf = io.BytesIO()
+    torch.onnx.export(
+        WithSoftmax(model).eval(), (dummy,), buf, input_names=["image"], output_names=["probs"],
+        dynamic_axes={"image": {0: "batch"}, "probs": {0: "batch"}}, opset_version=17, dynamo=False,
+    )
+    proto = onnx.load_from_string(buf.getvalue())
+    if float16:
+        _fp16_initializers(proto)
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(proto)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(proto.SerializeToString())
+    os.replace(tmp, path)
+    return path
+
+
+def _check_onnx(model: nn.Module, path: Path, images: np.ndarray) -> float:
+    """Max probability difference onnxruntime vs torch; raises when strings differ or it is too large."""
+    import onnxruntime as ort
+
+    with torch.no_grad():
+        ref = WithSoftmax(model).eval()(torch.from_numpy(images)).numpy()
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(["probs"], {"image": images})[0]
+    diff = float(np.abs(got - ref).max())
+    if (got.argmax(-1) != ref.argmax(-1)).any() or diff > ONNX_TOLERANCE:
+        raise KcaptchaError(
+            f"ONNX export check failed: onnxruntime differs from torch (max |dp| = {diff:.2e}, "
+            f"tolerance {ONNX_TOLERANCE:.0e}, answers {'differ' if (got.argmax(-1) != ref.argmax(-1)).any() else 'agree'})"
+        )
+    return diff
+
+
+def _export_tfjs(model: nn.Module, meta: dict[str, str], path: Path, float16: bool = True) -> Path:
+    from .tfjs import write_graph_model
+
+    write_graph_model(model, path, meta, float16=float16)
+    return path
+
+
+# name -> (writer, default file name suffix)
+FORMATS: dict[str, tuple[Callable[..., Path], str]] = {
+    "onnx": (export_onnx, ".onnx"),
+    "tfjs": (_export_tfjs, ""),
+}
+
+
+def check_images(config: CaptchaConfig, fonts_dir: str | None = None) -> np.ndarray:
+    """Freshly generated captchas, decoded as a reader would get them, for export checks."""
+    gen = Generator(config, fonts_dir=fonts_dir)
+    return np.stack([gen.draw(CHECK_SEED + i, boxes=False).pixels() for i in range(CHECK_COUNT)])
+
+
+def export(
+    checkpoint: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    formats: tuple[str, ...] = ("onnx",),
+    name: str | None = None,
+    float16: bool = True,
+    fonts_dir: str | None = None,
+) -> dict[str, Path]:
+    """Write each format of ``checkpoint`` under ``out``; returns format -> path.
+
+    ``out`` ending in ``.onnx`` names the ONNX file itself (single format);
+    otherwise it is a folder that gets ``NAME.onnx`` and ``tfjs/NAME/``.
+    """
+    from .train import TrainConfig, load_checkpoint
+
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown:
+        raise KcaptchaError(f"unknown export format {', '.join(unknown)} (known: {', '.join(FORMATS)})")
+    model, ckpt = load_checkpoint(checkpoint)
+    preset = ckpt.get("preset", "custom")
+    tcfg = ckpt.get("train_config") or {}
+    config = TrainConfig(**tcfg).captcha_config() if tcfg else get_preset(preset)
+    name = name or (preset if not (tcfg or {}).get("config") else "custom")
+    meta = metadata(model.spec, name, preset if not tcfg.get("config") else "custom", config)
+    out = Path(out)
+    images = check_images(config, fonts_dir)
+    written: dict[str, Path] = {}
+    for fmt in formats:
+        writer, suffix = FORMATS[fmt]
+        if out.suffix == ".onnx" and fmt == "onnx":
+            target = out
+        elif fmt == "tfjs":
+            target = (out.parent if out.suffix == ".onnx" else out) / "tfjs" / name
+        else:
+            target = out / f"{name}{suffix}"
+        # Write into a temp sibling first so a failed check leaves nothing behind.
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".export-", dir=target.parent))
+        try:
+            tmp_target = staging / target.name
+            writer(model, meta, tmp_target, float16=float16)
+            if fmt == "onnx":
+                _check_onnx(model, tmp_target, images)
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(tmp_target, target)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        written[fmt] = target
+    return written

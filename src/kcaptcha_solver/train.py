@@ -1,0 +1,261 @@
+"""Training: fresh captchas from the generator every step, one visible loop.
+
+No dataset lives on disk: worker processes draw images with the bit-exact
+generator (JPEG round trip included when the preset writes JPEG), so the
+network sees exactly the distribution the PHP program produces. Sample ``k``
+of a run is drawn from seed ``seed + k``; validation uses a separate seed
+range. Seeds 70,000,000-89,999,999 are reserved for evaluation sets and refused.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from .errors import ConfigError, KcaptchaError
+from .generator import CaptchaConfig, Generator
+from .model import ModelSpec, build
+
+RESERVED_SEEDS = range(70_000_000, 90_000_000)
+
+
+@dataclass
+class TrainConfig:
+    """One training run. Defaults are the shipped gnuboard5 recipe."""
+
+    preset: str = "gnuboard5"
+    arch: str = "cnn-small"
+    epochs: int = 12
+    steps_per_epoch: int = 200
+    batch_size: int = 96
+    lr: float = 3e-3  # peak of the one-cycle schedule; AdamW copes with it from scratch
+    weight_decay: float = 1e-4
+    seed: int = 1_000_000  # first training seed; sample k uses seed + k
+    val_seed: int = 90_000_000  # just above the reserved evaluation range
+    val_count: int = 2000
+    workers: int = 1  # generator processes; the main process trains
+    threads: int = 0  # torch threads (0: torch's default)
+    fonts_dir: str | None = None
+    config: dict = field(default_factory=dict)  # CaptchaConfig fields for a custom site
+
+    @property
+    def train_samples(self) -> int:
+        return self.epochs * self.steps_per_epoch * self.batch_size
+
+    def captcha_config(self) -> CaptchaConfig:
+        from .generator import get_preset
+
+        if self.config:
+            return CaptchaConfig(**{k: tuple(map(tuple, v)) if k in ("foreground", "background")
+                                    else tuple(v) if isinstance(v, list) else v
+                                    for k, v in self.config.items()})
+        return get_preset(self.preset)
+
+    def check_seeds(self) -> None:
+        """Refuse any training or validation seed in the reserved evaluation range."""
+        for name, lo, n in (("training", self.seed, self.train_samples), ("validation", self.val_seed,
+                                                                            self.val_count)):
+            hi = lo + n - 1
+            if lo < 0 or hi > 0xFFFFFFFF:
+                raise ConfigError(f"{name} seeds {lo}..{hi} are outside 0..4294967295")
+            if lo < RESERVED_SEEDS.stop and hi >= RESERVED_SEEDS.start:
+                raise ConfigError(
+                    f"{name} seeds {lo}..{hi} overlap 70,000,000-89,999,999, which is reserved for "
+                    "evaluation sets; pick another --seed / --val-seed"
+                )
+
+
+def targets_for(labels: list[str], classes: str, positions: int) -> np.ndarray:
+    """Class indices ``[batch, positions]``; positions past the end get the "none" class."""
+    index = {c: i for i, c in enumerate(classes)}
+    out = np.full((len(labels), positions), len(classes), dtype=np.int64)
+    for row, text in enumerate(labels):
+        out[row, : len(text)] = [index[c] for c in text]
+    return out
+
+
+class CaptchaStream(IterableDataset):
+    """Batches of ``(uint8 images, targets)`` for samples ``first .. first + count - 1``.
+
+    Worker ``w`` of ``W`` draws the batches ``w, w + W, ...`` so that the run is
+    the same whatever the number of workers, apart from batch order.
+    """
+
+    def __init__(self, cfg: TrainConfig, first: int, count: int) -> None:
+        self.cfg, self.first, self.count = cfg, first, count
+
+    def __iter__(self):
+        info = get_worker_info()
+        wid, nw = (info.id, info.num_workers) if info else (0, 1)
+        gen = Generator(self.cfg.captcha_config(), fonts_dir=self.cfg.fonts_dir)
+        spec_classes = gen.config.classes
+        positions = gen.config.length[1]
+        bs = self.cfg.batch_size
+        for b in range(wid, self.count // bs, nw):
+            start = self.cfg.seed + self.first + b * bs
+            samples = [gen.draw(start + i, boxes=False) for i in range(bs)]
+            images = np.stack([s.pixels() for s in samples])
+            yield torch.from_numpy(images), torch.from_numpy(
+                targets_for([s.label for s in samples], spec_classes, positions)
+            )
+
+
+def make_validation(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The fixed validation set, drawn once."""
+    gen = Generator(cfg.captcha_config(), fonts_dir=cfg.fonts_dir)
+    samples = [gen.draw(cfg.val_seed + i, boxes=False) for i in range(cfg.val_count)]
+    images = torch.from_numpy(np.stack([s.pixels() for s in samples]))
+    targets = torch.from_numpy(targets_for([s.label for s in samples], gen.config.classes,
+                                           gen.config.length[1]))
+    return images, targets
+
+
+@torch.no_grad()
+def evaluate_tensors(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, batch: int = 500):
+    """(full-string accuracy, per-position accuracy, mean loss) on tensors."""
+    model.eval()
+    correct = chars = 0
+    loss = 0.0
+    for i in range(0, len(images), batch):
+        logits = model(images[i : i + batch])
+        t = targets[i : i + batch]
+        loss += nn.functional.cross_entropy(logits.flatten(0, 1), t.flatten(), reduction="sum").item()
+        pred = logits.argmax(-1)
+        correct += (pred == t).all(dim=1).sum().item()
+        chars += (pred == t).sum().item()
+    n = len(images)
+    return correct / n, chars / targets.numel(), loss / targets.numel()
+
+
+def save_checkpoint(path: Path, model: nn.Module, spec: ModelSpec, cfg: TrainConfig, **extra) -> None:
+    """Write atomically: a crash mid-save must not destroy the last good checkpoint."""
+    tmp = path.with_suffix(".tmp")
+    torch.save({"spec": spec.to_dict(), "model": model.state_dict(), "preset": cfg.preset,
+                "train_config": asdict(cfg), **extra}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, dict]:
+    """A model in eval mode and the checkpoint dict it came from."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        model = build(ModelSpec(**ckpt["spec"]))
+        model.load_state_dict(ckpt["model"])
+    except FileNotFoundError:
+        raise KcaptchaError(f"checkpoint not found: {path}") from None
+    except (KeyError, RuntimeError, TypeError, EOFError) as exc:
+        raise KcaptchaError(f"{path} is not a kcaptcha-solver checkpoint ({exc})") from None
+    model.eval()
+    return model, ckpt
+
+
+def plot_curves(rows: list[dict], path: Path) -> None:
+    """Loss and accuracy per epoch, as a PNG people can glance at."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [r["epoch"] for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+    a.plot(ep, [r["train_loss"] for r in rows], label="train")
+    a.plot(ep, [r["val_loss"] for r in rows], label="validation")
+    a.set(xlabel="epoch", ylabel="cross-entropy per position", yscale="log", title="loss")
+    a.legend()
+    b.plot(ep, [100 * r["val_acc"] for r in rows], label="full string")
+    b.plot(ep, [100 * r["val_char_acc"] for r in rows], label="per character")
+    b.set(xlabel="epoch", ylabel="%", title="validation accuracy", ylim=(max(0, 100 * min(
+        r["val_acc"] for r in rows) - 2), 100.2))
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, progress: bool = True) -> dict:
+    """Run (or resume) training into ``out``; returns the best validation metrics."""
+    from tqdm import tqdm
+
+    out = Path(out)
+    cfg.check_seeds()
+    captcha = cfg.captcha_config()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    spec = ModelSpec(arch=cfg.arch, height=captcha.image_size[1], width=captcha.image_size[0],
+                     positions=captcha.length[1], classes=captcha.classes)
+    model = build(spec)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total = cfg.epochs * cfg.steps_per_epoch
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.15)
+    history: list[dict] = []
+    start_epoch, best, wall = 0, -1.0, 0.0
+    last = out / "last.pt"
+    if resume:
+        if not last.is_file():
+            raise KcaptchaError(f"nothing to resume: {last} does not exist")
+        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["optimizer"])
+        sched.load_state_dict(ckpt["scheduler"])
+        history, start_epoch, best, wall = ckpt["history"], ckpt["epoch"] + 1, ckpt["best"], ckpt["wall"]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+    val_images, val_targets = make_validation(cfg)
+    per_epoch = cfg.steps_per_epoch * cfg.batch_size
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.time()
+        stream = CaptchaStream(cfg, epoch * per_epoch, per_epoch)
+        loader = DataLoader(stream, batch_size=None, num_workers=cfg.workers,
+                            persistent_workers=False, prefetch_factor=4 if cfg.workers else None)
+        model.train()
+        bar = tqdm(loader, total=cfg.steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                   disable=not progress, leave=False)
+        run_loss = 0.0
+        for step, (images, targets) in enumerate(bar, 1):
+            logits = model(images)
+            loss = nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            run_loss += loss.item()
+            if step % 10 == 0:
+                acc = (logits.argmax(-1) == targets).all(1).float().mean().item()
+                bar.set_postfix(loss=f"{run_loss / step:.4f}", acc=f"{acc:.3f}")
+        val_acc, val_char, val_loss = evaluate_tensors(model, val_images, val_targets)
+        wall += time.time() - t0
+        row = {"epoch": epoch + 1, "samples": (epoch + 1) * per_epoch, "wall_s": round(wall, 1),
+               "lr": sched.get_last_lr()[0], "train_loss": run_loss / max(step, 1), "val_loss": val_loss,
+               "val_acc": val_acc, "val_char_acc": val_char}
+        history.append(row)
+        if val_acc > best:
+            best = val_acc
+            save_checkpoint(out / "best.pt", model, spec, cfg, metrics=row)
+        save_checkpoint(last, model, spec, cfg, optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                        history=history, epoch=epoch, best=best, wall=wall)
+        with open(out / "metrics.csv", "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(row))
+            writer.writeheader()
+            writer.writerows(history)
+        plot_curves(history, out / "curves.png")
+        print(f"epoch {epoch + 1}/{cfg.epochs}  loss {row['train_loss']:.4f}  val loss {val_loss:.4f}  "
+              f"val acc {100 * val_acc:.2f}%  char {100 * val_char:.3f}%  {wall / 60:.1f} min", flush=True)
+    return max(history, key=lambda r: r["val_acc"]) if history else {}
+
+
+def describe(cfg: TrainConfig) -> str:
+    """One line for logs: what is being trained on how many images."""
+    return (f"{cfg.preset} / {cfg.arch}: {cfg.epochs} epochs x {cfg.steps_per_epoch} steps x "
+            f"{cfg.batch_size} = {cfg.train_samples:,} images, seeds {cfg.seed}..{cfg.seed + cfg.train_samples - 1}"
+            f", validation {cfg.val_count} from {cfg.val_seed}; {math.ceil(cfg.train_samples / 1000)}k images")

@@ -1,0 +1,37 @@
+"""Shared fixtures: the real PHP sample in ../shared/real-kcaptcha, read in place."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("KCAPTCHA_SHARED", ROOT.parent / "shared" / "real-kcaptcha"))
+PRESET_FOLDERS = {"gnuboard5": "gnuboard5", "seed-l2": "seed-l2", "kcaptcha-default": "kcaptcha-default"}
+BASE_SEEDS = {"gnuboard5": 81000000, "seed-l2": 82000000, "kcaptcha-default": 83000000}
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The real PHP images. Missing data is a failure, not a skip: these tests are the point."""
+    if not (SHARED / "README.md").is_file():
+        pytest.fail(f"real KCAPTCHA sample not found at {SHARED} (set KCAPTCHA_SHARED)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def fonts_dir(shared_dir: Path) -> Path:
+    return shared_dir / "fonts"
+
+
+@pytest.fixture(autouse=True)
+def _fonts_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the library at the shared atlases unless a test says otherwise."""
+    monkeypatch.setenv("KCAPTCHA_FONTS", str(SHARED / "fonts"))
+
+
+def sample_files(folder: Path) -> list[Path]:
+    """Files of a sample folder in index order (``<label>_<index>.<ext>``)."""
+    return sorted(folder.iterdir(), key=lambda p: p.stem.rsplit("_", 1)[1])

@@ -1,0 +1,119 @@
+"""Training, export and evaluation end to end, plus their refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from PIL import Image
+
+from kcaptcha_solver.cli import main
+from kcaptcha_solver.train import TrainConfig, targets_for
+
+
+def test_targets_pad_with_the_none_class():
+    t = targets_for(["ab", "abc"], "abc", 4)
+    assert t.tolist() == [[0, 1, 3, 3], [0, 1, 2, 3]]
+
+
+@pytest.mark.parametrize(("flag", "value"), [("--seed", "70000000"), ("--seed", "69999999"),
+                                             ("--val-seed", "85000000"), ("--seed", "-1")])
+def test_train_refuses_reserved_or_invalid_seeds(flag, value, tmp_path, capsys):
+    code = main(["train", "--preset", "seed-l2", flag, value, "--epochs", "1", "--steps", "200",
+                 "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_refuses_unknown_preset(tmp_path, capsys):
+    assert main(["train", "--preset", "gnuboard", "--out", str(tmp_path / "r")]) == 2
+    assert "did you mean 'gnuboard5'" in capsys.readouterr().err.lower()
+
+
+def test_seed_ranges_are_checked_over_the_whole_run():
+    cfg = TrainConfig(seed=69_999_000, epochs=1, steps_per_epoch=100, batch_size=10)
+    with pytest.raises(ValueError, match="reserved"):
+        cfg.check_seeds()
+
+
+@pytest.mark.slow
+def test_train_export_evaluate_end_to_end(tmp_path, shared_dir, capsys):
+    """A real (tiny, short) run through every step of the pipeline, as CI's smoke test."""
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "seed-l2", "--arch", "cnn-tiny", "--epochs", "2", "--steps", "40",
+                 "--batch-size", "48", "--val-count", "200", "--workers", "1", "--out", str(run),
+                 "--quiet"]) == 0
+    for name in ("best.pt", "last.pt", "metrics.csv", "curves.png", "train_config.json"):
+        assert (run / name).is_file()
+    rows = (run / "metrics.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("epoch,samples")
+    # resume continues after the last finished epoch: nothing left to do, same history
+    assert main(["train", "--preset", "seed-l2", "--arch", "cnn-tiny", "--epochs", "2", "--steps", "40",
+                 "--batch-size", "48", "--val-count", "200", "--out", str(run), "--resume", "--quiet"]) == 0
+    assert (run / "metrics.csv").read_text().splitlines() == rows
+
+    out = tmp_path / "export"
+    assert main(["export", str(run / "best.pt"), "--out", str(out)]) == 0
+    model = out / "seed-l2.onnx"
+    meta = {p.key: p.value for p in onnx.load(str(model)).metadata_props}
+    assert meta["kcaptcha.classes"] == "0123456789" and meta["kcaptcha.length_max"] == "2"
+    assert meta["kcaptcha.width"] == "160" and meta["kcaptcha.height"] == "60"
+
+    capsys.readouterr()
+    assert main(["evaluate", str(shared_dir / "seed-l2"), "--model", str(model), "--json",
+                 "--gallery", str(tmp_path / "g.png")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["count"] == 500
+    # two short epochs of a 30k-parameter net: far from perfect, far above chance (1 %)
+    assert report["char_accuracy"] > 0.5
+    assert len(report["errors"]) == 500 - round(500 * report["accuracy"])
+
+
+@pytest.fixture(scope="module")
+def dev_model(tmp_path_factory) -> Path:
+    """An untrained exported model: enough to exercise evaluate's input handling."""
+    from kcaptcha_solver.export import export_onnx, metadata
+    from kcaptcha_solver.generator import get_preset
+    from kcaptcha_solver.model import ModelSpec, build
+
+    spec = ModelSpec("cnn-tiny", 60, 160, 2, "0123456789")
+    path = tmp_path_factory.mktemp("m") / "dev.onnx"
+    return export_onnx(build(spec).eval(), metadata(spec, "dev", "seed-l2", get_preset("seed-l2")), path)
+
+
+def _evaluate(args, capsys):
+    code = main(["evaluate", *args])
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def test_evaluate_empty_folder(tmp_path, dev_model, capsys):
+    code, _, err = _evaluate([str(tmp_path), "--model", str(dev_model)], capsys)
+    assert code != 0 and "empty" in err and "Traceback" not in err
+
+
+def test_evaluate_skips_and_reports_bad_files(tmp_path, dev_model, shared_dir, capsys):
+    good = sorted((shared_dir / "seed-l2").iterdir())[:3]
+    for p in good:
+        (tmp_path / p.name).write_bytes(p.read_bytes())
+    (tmp_path / "nolabel.png").write_bytes(good[0].read_bytes())
+    (tmp_path / "12_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    Image.fromarray(np.zeros((40, 100, 3), np.uint8)).save(tmp_path / "34_small.png")
+    code, out, _ = _evaluate([str(tmp_path), "--model", str(dev_model), "--json",
+                              "--gallery", str(tmp_path / "g" / "e.png")], capsys)
+    report = json.loads(out)
+    assert code == 0 and report["count"] == 3
+    reasons = {s["file"]: s["reason"] for s in report["skipped"]}
+    assert set(reasons) == {"nolabel.png", "12_corrupt.png", "34_small.png"}
+    assert "size 100x40" in reasons["34_small.png"] and "not a readable image" in reasons["12_corrupt.png"]
+
+
+def test_evaluate_only_unusable_files_is_an_error(tmp_path, dev_model, capsys):
+    Image.fromarray(np.zeros((40, 100, 3), np.uint8)).save(tmp_path / "34_small.png")
+    code, _, err = _evaluate([str(tmp_path), "--model", str(dev_model)], capsys)
+    assert code != 0 and "no usable images" in err and "size 100x40" in err
