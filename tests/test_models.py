@@ -9,7 +9,11 @@ import pytest
 from kcaptcha_solver.cli import main
 
 # (model, shared folder, minimum full-string accuracy): the figures the models issue asks for.
-GATES = [("gnuboard5", "gnuboard5", 0.998), ("seed-l2", "seed-l2", 1.0), ("kcaptcha-default", "kcaptcha-default", 0.994)]
+GATES = [
+    ("gnuboard5", "gnuboard5", 0.998),
+    ("seed-l2", "seed-l2", 1.0),
+    ("kcaptcha-default", "kcaptcha-default", 0.994),
+]
 
 
 @pytest.mark.parametrize(("model", "folder", "minimum"), GATES)

@@ -36,7 +36,7 @@ def test_train_refuses_unknown_preset(tmp_path, capsys):
 
 
 def test_seed_ranges_are_checked_over_the_whole_run():
-    cfg = TrainConfig(seed=69_999_000, epochs=1, steps_per_epoch=100, batch_size=10)
+    cfg = TrainConfig(seed=69_999_000, epochs=1, steps_per_epoch=100, batch_size=11)
     with pytest.raises(ValueError, match="reserved"):
         cfg.check_seeds()
 

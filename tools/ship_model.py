@@ -43,7 +43,8 @@ def main() -> None:
     written = export(args.run / "best.pt", MODELS, ("onnx", "tfjs"), name=name)
     onnx_path = written["onnx"]
     report, _ = evaluate(onnx_path, args.shared / cfg.preset)
-    rows = list(csv.DictReader(open(args.run / "metrics.csv")))
+    with open(args.run / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
     best = max(rows, key=lambda r: float(r["val_acc"]))
     last = rows[-1]
     tfjs_bytes = sum(f.stat().st_size for f in written["tfjs"].rglob("*") if f.is_file())
@@ -54,7 +55,8 @@ Reads `{cfg.preset}` KCAPTCHA images ({cfg.captcha_config().image_size[0]}x{cfg.
 {cfg.captcha_config().length[0]}-{cfg.captcha_config().length[1]} characters of `{cfg.captcha_config().classes}`).
 Architecture `{cfg.arch}` (see `kcaptcha_solver/model.py`), trained from scratch on CPU.
 
-Shared-sample accuracy: {100 * report.accuracy:.2f} % ({report.correct}/{report.count} real PHP images, per character {100 * report.char_accuracy:.3f} %)
+**Accuracy**: {100 * report.accuracy:.2f} % on the shared real PHP sample ({report.correct}/{report.count} images;
+per character {100 * report.char_accuracy:.3f} %)
 
 | | |
 |---|---|

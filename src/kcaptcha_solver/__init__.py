@@ -2,6 +2,7 @@
 
 from .errors import ConfigError, DatasetError, FontsError, ImageError, KcaptchaError, ModelError
 from .generator import PRESETS, CaptchaConfig, Generator, Sample
+from .solver import ModelInfo, Result, Solver, shipped_models
 
 __all__ = [
     "PRESETS",
@@ -13,6 +14,10 @@ __all__ = [
     "ImageError",
     "KcaptchaError",
     "ModelError",
+    "ModelInfo",
+    "Result",
     "Sample",
+    "Solver",
+    "shipped_models",
 ]
 __version__ = "0.1.0"

@@ -112,10 +112,10 @@ def evaluate(model: str | os.PathLike[str], folder: str | os.PathLike[str], batc
                 chunk.append((path, label))
                 images.append(pixels)
         results = solver.solve_many(images) if images else []
-        for (path, label), pixels, res in zip(chunk, images, results):
+        for (path, label), pixels, res in zip(chunk, images, results, strict=True):
             report.count += 1
             report.char_total += len(label)
-            pairs = list(zip(label, res.text))
+            pairs = list(zip(label, res.text, strict=False))  # a misread may be shorter or longer
             report.char_correct += sum(t == p for t, p in pairs)
             report.confusion.update((t, p) for t, p in pairs if t != p)
             if res.text == label:

@@ -1,7 +1,8 @@
 """KCAPTCHA drawn exactly as the PHP program draws it, from the same seed.
 
 The algorithm (from gnuboard5's ``kcaptcha.lib.php``, KCAPTCHA 1.2.6, and
-KCAPTCHA 2.x ``kcaptcha.php``) in our own vectorised NumPy code:
+KCAPTCHA 2.x ``kcaptcha.php``) in our own code: NumPy for the random draws, and
+small numba-compiled loops for the pixel work (glyph copy, noise dots, wave):
 
 1. a keystring of symbols drawn with ``mt_rand``, redrawn while it holds one of
    a few confusable bigrams;
@@ -19,18 +20,27 @@ therefore every pixel, comes out the same.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import io
+import json
 import math
+import os
 import re
+import sys
+import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Literal
 
 import numpy as np
 from PIL import Image
 
 from . import gdfont
-from .errors import ConfigError
+from .errors import ConfigError, KcaptchaError
 from .fonts import DEFAULT_FONTS, TRANSPARENT, Atlas, load_fonts
 from .phprand import PhpRandom
 
@@ -76,8 +86,8 @@ class CaptchaConfig:
 
     def __post_init__(self) -> None:
         problems = []
-        if not 1 <= self.length[0] <= self.length[1]:
-            problems.append(f"length range {self.length} is empty")
+        if not 1 <= self.length[0] <= self.length[1] <= 64:  # glyph numbers are int8 in the glyph map
+            problems.append(f"length range {self.length} must be non-empty, within 1..64")
         if not self.allowed_symbols or set(self.allowed_symbols) - set(self.alphabet):
             problems.append("allowed_symbols must be a non-empty subset of alphabet")
         if self.width < 20 or self.height < 31:
@@ -160,7 +170,7 @@ class Sample:
             subsampling = 0 if self.jpeg_quality >= 90 else 2
             im.save(buf, format="JPEG", quality=self.jpeg_quality, subsampling=subsampling)
         else:
-            im.save(buf, format="PNG")
+            im.save(buf, format="PNG", compress_level=1)  # lossless at any level; 1 is ~2x faster
         return buf.getvalue()
 
     def pixels(self) -> np.ndarray:
@@ -191,6 +201,7 @@ class Generator:
         self.config = get_preset(config) if isinstance(config, str) else config
         self.atlases: list[Atlas] = load_fonts(self.config.fonts, self.config.alphabet, fonts_dir)
         cfg = self.config
+        self._local = threading.local()
         self._credits = np.zeros((12, cfg.width), dtype=bool)
         if cfg.show_credits:
             mask = gdfont.text_mask(cfg.credits)
@@ -202,6 +213,27 @@ class Generator:
             strip[: gdfont.HEIGHT - 2, off + x0 : off + x0 + mask.shape[1]] = mask[2:]
             self._credits = strip[:, off : off + cfg.width]
 
+    def _scratch(self, seed: int) -> threading.local:
+        """This thread's reusable state: the random stream (reseeded) and the canvas buffers.
+
+        Reseeding costs far less than a new stream, and refilling buffers less than
+        fresh pages from the allocator, which is most of what small draws would spend.
+        """
+        local = self._local
+        if not hasattr(local, "rng"):
+            local.rng = PhpRandom(seed)
+            local.canvas = np.empty((self.config.height, self.config.width), dtype=np.int32)
+            local.owner = np.empty((self.config.height, self.config.width), dtype=np.int8)
+        else:
+            local.rng.reseed(seed)
+        return local
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_local"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _local=threading.local())
+
     # -- the steps, in PHP's order -------------------------------------------
 
     def _keystring(self, rng: PhpRandom, length: int) -> str:
@@ -212,52 +244,22 @@ class Generator:
             if not BIGRAMS.search(text):
                 return text
 
-    def _pack_shift(self, canvas: np.ndarray, glyph, x: int, y: float, height: int) -> int | None:
-        """How far ``no_spaces`` pushes a glyph left so it touches the text so far (None: no contact).
+    def _place_text(
+        self, rng: PhpRandom, label: str, atlas: Atlas, canvas: np.ndarray, owner: np.ndarray
+    ) -> int:
+        """Blend the glyphs onto ``canvas`` (the blue channel, made white) and number them in ``owner``.
 
-        For each probed glyph row, KCAPTCHA walks left from the glyph's first
-        inked column until the canvas is dark enough that canvas + glyph alpha
-        < 170, and keeps the smallest distance.
+        Returns the x where the text ends.
         """
         cfg = self.config
-        rows = np.arange(3, self.atlases[0].height - 10)
-        cols = glyph.probe_col[rows]
-        keep = cols >= 0
-        rows, cols = rows[keep], cols[keep]
-        opacity = glyph.probe_alpha[rows].astype(np.int32)
-        left = cols - 1 + x  # (start - 1 + col) - start + x
-        py = rows + y
-        inside = py <= height
-        left, py, opacity = left[inside], py[inside], opacity[inside]
-        if len(left) == 0:
-            return None
-        first = np.minimum(left, cfg.width - 1)
-        steps = np.arange(200)
-        px = first[:, None] - steps[None, :]
-        valid = (px > (left - 200)[:, None]) & (px >= 0)
-        iy = np.trunc(py).astype(np.int64)
-        in_rows = (iy >= 0) & (iy < canvas.shape[0])
-        color = np.zeros(px.shape, dtype=np.int32)  # out of the canvas, imagecolorat is false: 0
-        ok = valid & in_rows[:, None] & (px < canvas.shape[1])
-        color[ok] = canvas[np.broadcast_to(iy[:, None], px.shape)[ok], px[ok]]
-        hit = valid & (color + opacity[:, None] < 170)
-        found = hit.any(axis=1)
-        if not found.any():
-            return None
-        first_hit = hit.argmax(axis=1)
-        dist = left - (first - first_hit)
-        return int(dist[found].min())
-
-    def _place_text(self, rng: PhpRandom, label: str, atlas: Atlas):
-        """Blend the glyphs onto a white canvas; returns canvas (blue channel), glyph map, text end x."""
-        cfg = self.config
-        h, w = cfg.height, cfg.width
-        canvas = np.full((h, w), 255, dtype=np.int32)
-        owner = np.full((h, w), -1, dtype=np.int8)
+        h = cfg.height
+        canvas.fill(255)
+        owner.fill(-1)
         amp = cfg.fluctuation_amplitude
         jitter = _php_round(amp / 3)
         odd = rng.randint(0, 1) or -1
         x = 1
+        placed: list[tuple[int, int, int, int]] = []  # (span start, width, dx, dy), not yet drawn
         for i, ch in enumerate(label):
             g = atlas.glyphs[ch]
             y = ((i % 2) * amp - amp / 2) * odd + rng.randint(-jitter, jitter) + (h - atlas.height) / 2
@@ -266,83 +268,44 @@ class Generator:
             elif i == 0:
                 shift = 0
             else:
-                shift = self._pack_shift(canvas, g, x, y, h)
-                if shift is None:
+                # Packing looks at the text drawn so far: draw the pending glyph first.
+                _kernels().blend(canvas, owner, atlas.alpha, atlas.blue, np.array(placed), i - len(placed))
+                placed.clear()
+                shift = _kernels().pack(canvas, g.probe_col, g.probe_alpha, x, y, atlas.height - 10)
+                if shift < 0:  # no contact: PHP leaves $shift at 10000 and draws a random gap
                     shift = rng.randint(4, 6)
-            dx, dy = x - shift, int(y)
-            # imagecopy clips to the canvas; GD blends each pixel over the opaque canvas.
-            x0, x1 = max(dx, 0), min(dx + g.width, w)
-            y0, y1 = max(dy, 0), min(dy + atlas.height, h)
-            if x0 < x1 and y0 < y1:
-                a = g.alpha[y0 - dy : y1 - dy, x0 - dx : x1 - dx].astype(np.int32)
-                src = g.blue[y0 - dy : y1 - dy, x0 - dx : x1 - dx].astype(np.int32)
-                dst = canvas[y0:y1, x0:x1]
-                canvas[y0:y1, x0:x1] = (src * (TRANSPARENT - a) + dst * a) // TRANSPARENT
-                owner[y0:y1, x0:x1][a < TRANSPARENT] = i
+            placed.append((g.start, g.width, x - shift, int(y)))
             x += g.width - shift
-        return canvas, owner, x
+        _kernels().blend(canvas, owner, atlas.alpha, atlas.blue, np.array(placed), len(label) - len(placed))
+        return x
 
     def _noise(self, rng: PhpRandom, canvas: np.ndarray, x: int) -> None:
+        """White then black dots; both loops draw from the same ranges, so one pattern call serves both."""
         cfg = self.config
-        h, w = cfg.height, cfg.width
-        for density, value in ((cfg.white_noise_density, 255), (cfg.black_noise_density, 0)):
-            count = max(math.ceil(((h - 30) * x) * density), 0)
-            pts = rng.randint_pattern(np.array([0, 10]), np.array([x - 1, h - 15]), count)
-            px, py = pts[:, 0], pts[:, 1]
-            ok = (px >= 0) & (px < w) & (py >= 0) & (py < h)
-            canvas[py[ok], px[ok]] = value
+        h = cfg.height
+        white = max(math.ceil(((h - 30) * x) * cfg.white_noise_density), 0)
+        black = max(math.ceil(((h - 30) * x) * cfg.black_noise_density), 0)
+        pts = rng.randint_pattern((0, 10), (x - 1, h - 15), white + black)
+        _kernels().dots(canvas, pts[:white], 255)
+        _kernels().dots(canvas, pts[white:], 0)
 
-    def _wave(self, rng: PhpRandom, canvas: np.ndarray, owner: np.ndarray, x_end: int, fg, bg):
-        """The sine warp; returns the warped RGB picture and the glyph map in picture coordinates."""
+    def _wave(self, rng: PhpRandom, canvas: np.ndarray, owner: np.ndarray, x_end: int, fg, bg, out, n: int):
+        """The sine warp into ``out`` (H, W, 3); returns each glyph's box in it."""
         cfg = self.config
-        h, w = cfg.height, cfg.width
-        periods = [rng.randint(750000, 1200000) / 10000000 for _ in range(4)]
-        phases = [rng.randint(0, 31415926) / 10000000 for _ in range(4)]
+        periods = np.array([rng.randint(750000, 1200000) / 10000000 for _ in range(4)])
+        phases = np.array([rng.randint(0, 31415926) / 10000000 for _ in range(4)])
         amp_x = rng.randint(330, 420) / 110
         amp_y = rng.randint(330, 450) / (110 if cfg.engine == "1.2" else 100)
-        center = x_end / 2
-        # Separable sines: math.sin is the same libm call PHP makes.
-        xs, ys = range(w), range(h)
-        sin_x1 = np.array([math.sin(x * periods[0] + phases[0]) for x in xs])
-        sin_y1 = np.array([math.sin(y * periods[2] + phases[1]) for y in ys])
-        sin_x2 = np.array([math.sin(x * periods[1] + phases[2]) for x in xs])
-        sin_y2 = np.array([math.sin(y * periods[3] + phases[3]) for y in ys])
-        X = np.arange(w, dtype=np.float64)[None, :]
-        Y = np.arange(h, dtype=np.float64)[:, None]
-        if cfg.wave or cfg.engine == "2.x":
-            sx = X + (sin_x1[None, :] + sin_y1[:, None]) * amp_x - w / 2 + center + 1
-            sy = Y + (sin_x2[None, :] + sin_y2[:, None]) * amp_y
-        else:
-            sx = np.broadcast_to(X - w / 2 + center + 1, (h, w))
-            sy = Y + (sin_x2[None, :] + sin_y2[:, None]) * 1.5
-        inside = (sx >= 0) & (sy >= 0) & (sx < w - 1) & (sy < h - 1)
-        sx = np.where(inside, sx, 0.0)
-        sy = np.where(inside, sy, 0.0)
-        ix, iy = sx.astype(np.int64), sy.astype(np.int64)
-        # 1.2 reads (int)$sx + 1; 2.x passes the float $sx + 1, which PHP truncates.
-        ix1 = ix + 1 if cfg.engine == "1.2" else (sx + 1).astype(np.int64)
-        iy1 = iy + 1 if cfg.engine == "1.2" else (sy + 1).astype(np.int64)
-        c = canvas[iy, ix]
-        cx = canvas[iy, ix1]
-        cy = canvas[iy1, ix]
-        cxy = canvas[iy1, ix1]
-        white = (c == 255) & (cx == 255) & (cy == 255) & (cxy == 255)
-        black = (c == 0) & (cx == 0) & (cy == 0) & (cxy == 0)
-        fx = sx - np.floor(sx)
-        fy = sy - np.floor(sy)
-        fx1 = 1 - fx
-        fy1 = 1 - fy
-        shade = c * fx1 * fy1 + cx * fx * fy1 + cy * fx1 * fy + cxy * fx * fy
-        shade = np.minimum(shade, 255) / 255
-        shade0 = 1 - shade
-        written = inside & ~white
-        out = np.empty((h, w, 3), dtype=np.uint8)
-        for ch in range(3):
-            value = (shade0 * fg[ch] + shade * bg[ch]).astype(np.int64)
-            value = np.where(black, fg[ch], value)
-            out[..., ch] = np.where(written, value, bg[ch])
-        glyph_map = np.where(written, owner[iy, ix], -1)
-        return out, glyph_map
+        if not (cfg.wave or cfg.engine == "2.x"):
+            # gnuboard's wave switch: no horizontal sine, a fixed 1.5 px vertical one. x + 0.0 == x
+            # exactly, so a zero amplitude is the same arithmetic as PHP's shorter formula.
+            amp_x, amp_y = 0.0, 1.5
+        boxes = np.empty((n, 4), dtype=np.int64)
+        _kernels().wave(
+            canvas, owner, periods, phases, amp_x, amp_y, x_end / 2, cfg.engine == "1.2",
+            np.array(fg, dtype=np.int64), np.array(bg, dtype=np.int64), out, boxes,
+        )  # fmt: skip
+        return boxes
 
     # -- public ----------------------------------------------------------------
 
@@ -351,7 +314,8 @@ class Generator:
         cfg = self.config
         if not 0 <= seed <= 0xFFFFFFFF:
             raise ConfigError(f"seed must be in 0..4294967295, got {seed}")
-        rng = PhpRandom(seed)
+        scratch = self._scratch(seed)
+        rng, canvas, owner = scratch.rng, scratch.canvas, scratch.owner
         label = ""
         if cfg.keystring == "driver":
             label = self._keystring(rng, _draw_range(rng, cfg.length))
@@ -364,21 +328,20 @@ class Generator:
             if cfg.keystring == "constructor":
                 label = self._keystring(rng, length)
             atlas = self.atlases[rng.randint(0, len(self.atlases) - 1)]
-            canvas, owner, x_end = self._place_text(rng, label, atlas)
+            x_end = self._place_text(rng, label, atlas, canvas, owner)
             if cfg.engine == "1.2" or x_end < cfg.width - 10:
                 break
         self._noise(rng, canvas, x_end)
-        picture, glyph_map = self._wave(rng, canvas, owner, x_end, fg, bg)
         width, height = cfg.image_size
         raster = np.empty((height, width, 3), dtype=np.uint8)
-        raster[: cfg.height] = picture
+        glyph_boxes = self._wave(rng, canvas, owner, x_end, fg, bg, raster[: cfg.height], len(label))
         if cfg.show_credits:
             raster[cfg.height :] = np.where(self._credits[:, :, None], bg, fg)
         return Sample(
             label=label,
             seed=seed,
             raster=raster,
-            boxes=_boxes(glyph_map, len(label)) if boxes else [],
+            boxes=[tuple(b) for b in glyph_boxes.tolist()] if boxes else [],
             font=atlas.name,
             image_format=cfg.image_format,
             jpeg_quality=cfg.jpeg_quality,
@@ -392,19 +355,285 @@ class Generator:
             i += 1
 
 
-def _boxes(glyph_map: np.ndarray, n: int) -> list[tuple[int, int, int, int]]:
-    """Tight boxes of the picture pixels each glyph's ink was sampled from."""
-    out = []
-    for i in range(n):
-        mask = glyph_map == i
-        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-        if len(rows) == 0:
-            out.append((0, 0, 0, 0))
-        else:
-            out.append((int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1))
-    return out
-
-
 def with_overrides(config: CaptchaConfig, **changes) -> CaptchaConfig:
     """A copy of ``config`` with some fields changed (validated again)."""
     return replace(config, **changes)
+
+
+def _as_range(value) -> Range:
+    """``5`` or ``[5, 5]`` -> ``(5, 5)``: JSON has no tuples, and a fixed value needs no pair."""
+    if isinstance(value, int):
+        return (value, value)
+    low, high = value
+    return (int(low), int(high))
+
+
+_JSON_FIELDS = {
+    "length": _as_range,
+    "foreground": lambda v: tuple(_as_range(c) for c in v),
+    "background": lambda v: tuple(_as_range(c) for c in v),
+    "fonts": tuple,
+}
+
+
+def config_from_dict(values: dict, base: CaptchaConfig | None = None) -> CaptchaConfig:
+    """A configuration from JSON-style values (lists for ranges), on top of ``base`` (default: gnuboard5).
+
+    Unknown keys are refused with a suggestion rather than ignored.
+    """
+    import difflib
+
+    base = base or PRESETS["gnuboard5"]
+    known = set(CaptchaConfig.__dataclass_fields__)
+    changes = {}
+    for key, value in values.items():
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"unknown configuration field '{key}'.{hint}")
+        try:
+            changes[key] = _JSON_FIELDS.get(key, lambda v: v)(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"configuration field '{key}' has an unusable value {value!r}") from None
+    return replace(base, **{"name": "custom", **changes})
+
+
+# -- writing image files ---------------------------------------------------------
+
+_CHUNK = 200  # seeds per task: large enough to hide process overhead, small for a smooth bar
+_PART_PREFIX = ".kcaptcha-part-"  # files being written; removed if the run stops
+_worker: tuple[Generator, bool] | None = None  # this process's generator, and whether to keep boxes
+
+
+def _init_worker(config: CaptchaConfig, fonts_dir: str | None, manifest: bool) -> None:
+    global _worker
+    _worker = (Generator(config, fonts_dir), manifest)
+
+
+def _write_chunk(task: tuple[str, int, int, int]) -> list[dict]:
+    """Draw seeds ``seed + start .. seed + stop - 1`` into ``out``; returns their manifest rows."""
+    out, seed, start, stop = task
+    gen, manifest = _worker
+    rows = []
+    for i in range(start, stop):
+        sample = gen.draw(seed + i, boxes=manifest)
+        name = f"{sample.label}_{i:06d}.{sample.image_format}"
+        tmp = os.path.join(out, f"{_PART_PREFIX}{os.getpid()}-{name}")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(sample.encode())
+            os.replace(tmp, os.path.join(out, name))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        if manifest:
+            boxes = [list(b) for b in sample.boxes]
+            rows.append(dict(file=name, label=sample.label, seed=sample.seed, font=sample.font, boxes=boxes))
+    return rows
+
+
+def generate_files(
+    config: CaptchaConfig,
+    out: str | os.PathLike[str],
+    seed: int,
+    count: int,
+    workers: int = 1,
+    image_format: str | None = None,
+    manifest: bool = False,
+    fonts_dir: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+) -> Path:
+    """Write images for seeds ``seed .. seed + count - 1`` as ``<label>_<index>.<ext>`` into ``out``.
+
+    The files are the same whatever ``workers`` is. Each file appears under its
+    final name only once complete; ``manifest.jsonl`` lists label, seed, font and
+    glyph boxes per file.
+    """
+    if count <= 0:
+        raise ConfigError(f"count must be at least 1, got {count}")
+    if seed < 0 or seed + count - 1 > 0xFFFFFFFF:
+        raise ConfigError(f"seeds must lie in 0..4294967295; got {seed}..{seed + count - 1}")
+    if workers < 1:
+        raise ConfigError(f"workers must be at least 1, got {workers}")
+    if image_format is not None:
+        config = replace(config, image_format=image_format)  # validated by CaptchaConfig
+    fonts = None if fonts_dir is None else str(fonts_dir)
+    # Load the fonts here first, so missing or corrupt atlases fail before anything is written.
+    _init_worker(config, fonts, manifest)
+    folder = Path(out)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"cannot write to output folder {folder}: {exc.strerror or exc}") from None
+    tasks = [(str(folder), seed, i, min(i + _CHUNK, count)) for i in range(0, count, _CHUNK)]
+    from tqdm import tqdm
+
+    bar = tqdm(total=count, unit="img", file=sys.stderr, disable=not progress)
+    rows: list[dict] = []
+    pool = None
+    try:
+        if workers > 1 and len(tasks) > 1:
+            import multiprocessing
+
+            pool = multiprocessing.get_context().Pool(
+                min(workers, len(tasks)), _init_worker, (config, fonts, manifest)
+            )
+            chunks = pool.imap(_write_chunk, tasks)
+        else:
+            chunks = map(_write_chunk, tasks)
+        for task, chunk in zip(tasks, chunks, strict=True):
+            rows.extend(chunk)
+            bar.update(task[3] - task[2])
+        if manifest:
+            tmp = folder / f"{_PART_PREFIX}manifest.jsonl"
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+            os.replace(tmp, folder / "manifest.jsonl")
+    except BaseException:
+        if pool is not None:
+            pool.terminate()  # before cleaning up, so no worker is still writing
+        for stale in folder.glob(f"{_PART_PREFIX}*"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+        raise
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+    return folder
+
+
+# -- compiled kernels ----------------------------------------------------------
+# Plain Python loops that mirror the PHP pixel loops, compiled by numba on first use
+# (cached on disk). Numba keeps IEEE order (no fast-math), and math.sin is the libm sin
+# PHP calls, so every float comes out as in PHP.
+
+
+def _blend_kernel(canvas, owner, alpha, blue, placed, first):  # pragma: no cover - compiled
+    """GD's imagecopy of each placed glyph ``(start, width, dx, dy)`` onto the opaque canvas, clipped.
+
+    Glyph k is numbered ``first + k`` in ``owner`` wherever it is not fully transparent.
+    """
+    h, w = canvas.shape
+    gh = alpha.shape[0]
+    for k in range(placed.shape[0]):
+        start, gw, dx, dy = placed[k, 0], placed[k, 1], placed[k, 2], placed[k, 3]
+        for y in range(max(dy, 0), min(dy + gh, h)):
+            for x in range(max(dx, 0), min(dx + gw, w)):
+                a = np.int32(alpha[y - dy, start + x - dx])
+                if a < TRANSPARENT:  # a transparent pixel blends to the canvas value itself
+                    src = np.int32(blue[y - dy, start + x - dx])
+                    canvas[y, x] = (src * (TRANSPARENT - a) + canvas[y, x] * a) // TRANSPARENT
+                    owner[y, x] = first + k
+
+
+def _pack_kernel(canvas, probe_col, probe_alpha, x, y, rows_end):  # pragma: no cover - compiled
+    """How far ``no_spaces`` pushes a glyph left to touch the text so far; -1 when it touches nothing.
+
+    KCAPTCHA 2.x: for each glyph row from 3, take the first inked column (from one
+    left of the span: ``probe_col``/``probe_alpha``), walk left on the canvas up to
+    200 px until canvas + glyph alpha < 170, and keep the smallest distance. Reads
+    off the canvas give 0 (GD's imagecolorat returns false there).
+    """
+    h, w = canvas.shape
+    shift = -1
+    for sy in range(3, rows_end):
+        col = probe_col[sy]
+        if col < 0:
+            continue
+        left = col - 1 + x  # ($sx - start) + $x with $sx = start - 1 + col
+        py = sy + y
+        if py > h:  # PHP: `if ($py > $height) break;` leaves this row only
+            continue
+        iy = int(py)  # PHP truncates the float row, towards zero
+        row_ok = 0 <= iy < h
+        px = min(left, w - 1)
+        while px > left - 200 and px >= 0:
+            color = canvas[iy, px] if row_ok else 0
+            if color + probe_alpha[sy] < 170:
+                if shift < 0 or left - px < shift:
+                    shift = left - px
+                break
+            px -= 1
+    return shift
+
+
+def _dots_kernel(canvas, points, value):  # pragma: no cover - compiled
+    """imagesetpixel for each (x, y) point; GD ignores points off the canvas."""
+    h, w = canvas.shape
+    for k in range(points.shape[0]):
+        x, y = points[k, 0], points[k, 1]
+        if 0 <= x < w and 0 <= y < h:
+            canvas[y, x] = value
+
+
+def _wave_kernel(canvas, owner, periods, phases, amp_x, amp_y, center, engine12, fg, bg, out, boxes):
+    """KCAPTCHA's wave loop (bilinear resample + recolour); fills ``out`` and the glyph ``boxes``.
+
+    Each row first computes its source coordinates (branch-free, so the compiler
+    vectorises it), then reads and blends; same expressions as PHP, same order.
+    """
+    h, w = canvas.shape
+    sin_x1, sin_x2 = np.empty(w), np.empty(w)
+    sin_y1, sin_y2 = np.empty(h), np.empty(h)
+    for x in range(w):
+        sin_x1[x] = math.sin(x * periods[0] + phases[0])
+        sin_x2[x] = math.sin(x * periods[1] + phases[2])
+    for y in range(h):
+        sin_y1[y] = math.sin(y * periods[2] + phases[1])
+        sin_y2[y] = math.sin(y * periods[3] + phases[3])
+    boxes[:, 0] = w
+    boxes[:, 1] = h
+    boxes[:, 2] = 0
+    boxes[:, 3] = 0
+    row_sx, row_sy = np.empty(w), np.empty(w)
+    for y in range(h):
+        for x in range(w):
+            row_sx[x] = x + (sin_x1[x] + sin_y1[y]) * amp_x - w / 2 + center + 1
+            row_sy[x] = y + (sin_x2[x] + sin_y2[y]) * amp_y
+        for x in range(w):
+            sx, sy = row_sx[x], row_sy[x]
+            out[y, x, 0], out[y, x, 1], out[y, x, 2] = bg[0], bg[1], bg[2]
+            if not ((sx >= 0) & (sy >= 0) & (sx < w - 1) & (sy < h - 1)):  # one branch, not four
+                continue
+            ix, iy = int(sx), int(sy)
+            # 1.2 reads (int)$sx + 1; 2.x passes the float $sx + 1, which PHP truncates.
+            ix1, iy1 = (ix + 1, iy + 1) if engine12 else (int(sx + 1), int(sy + 1))
+            c, cx, cy, cxy = canvas[iy, ix], canvas[iy, ix1], canvas[iy1, ix], canvas[iy1, ix1]
+            if (c & cx & cy & cxy) == 255:  # all four white (values are 0..255)
+                continue
+            g = owner[iy, ix]
+            if g >= 0:
+                boxes[g, 0] = min(boxes[g, 0], x)
+                boxes[g, 1] = min(boxes[g, 1], y)
+                boxes[g, 2] = max(boxes[g, 2], x + 1)
+                boxes[g, 3] = max(boxes[g, 3], y + 1)
+            if (c | cx | cy | cxy) == 0:
+                out[y, x, 0], out[y, x, 1], out[y, x, 2] = fg[0], fg[1], fg[2]
+                continue
+            fx = sx - ix  # sx >= 0 here, so this is PHP's $sx - floor($sx)
+            fy = sy - iy
+            fx1 = 1 - fx
+            fy1 = 1 - fy
+            shade = c * fx1 * fy1 + cx * fx * fy1 + cy * fx1 * fy + cxy * fx * fy
+            shade = min(shade, 255.0) / 255
+            shade0 = 1 - shade
+            for ch in range(3):
+                out[y, x, ch] = int(shade0 * fg[ch] + shade * bg[ch])
+    for g in range(boxes.shape[0]):
+        if boxes[g, 2] == 0:
+            boxes[g, :] = 0
+
+
+@functools.cache
+def _kernels() -> SimpleNamespace:
+    """The compiled kernels; numba is imported here so that importing the package stays cheap."""
+    try:
+        import numba
+    except ImportError:
+        raise KcaptchaError("drawing captchas needs numba: pip install 'kcaptcha-solver[generate]'") from None
+    jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+    kernels = {"blend": _blend_kernel, "pack": _pack_kernel, "dots": _dots_kernel, "wave": _wave_kernel}
+    return SimpleNamespace(**{name: jit(fn) for name, fn in kernels.items()})

@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .errors import ConfigError, KcaptchaError
-from .generator import CaptchaConfig, Generator
+from .generator import CaptchaConfig, Generator, config_from_dict, get_preset
 from .model import ModelSpec, build
 
 RESERVED_SEEDS = range(70_000_000, 90_000_000)
@@ -53,13 +53,8 @@ class TrainConfig:
         return self.epochs * self.steps_per_epoch * self.batch_size
 
     def captcha_config(self) -> CaptchaConfig:
-        from .generator import get_preset
-
-        if self.config:
-            return CaptchaConfig(**{k: tuple(map(tuple, v)) if k in ("foreground", "background")
-                                    else tuple(v) if isinstance(v, list) else v
-                                    for k, v in self.config.items()})
-        return get_preset(self.preset)
+        """The preset, with the custom ``config`` fields on top."""
+        return config_from_dict(self.config, get_preset(self.preset))
 
     def check_seeds(self) -> None:
         """Refuse any training or validation seed in the reserved evaluation range."""
@@ -239,8 +234,10 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, p
                "lr": sched.get_last_lr()[0], "train_loss": run_loss / max(step, 1), "val_loss": val_loss,
                "val_acc": val_acc, "val_char_acc": val_char}
         history.append(row)
-        if val_acc > best:
-            best = val_acc
+        # Ties in accuracy are common near the end: the lower validation loss wins them.
+        score = val_acc - 1e-3 * min(val_loss, 1.0)
+        if score > best:
+            best = score
             save_checkpoint(out / "best.pt", model, spec, cfg, metrics=row)
         save_checkpoint(last, model, spec, cfg, optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                         history=history, epoch=epoch, best=best, wall=wall)

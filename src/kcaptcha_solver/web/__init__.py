@@ -1,0 +1,1 @@
+"""The browser page (static files beside this module) and :mod:`.site`, which serves or publishes it."""

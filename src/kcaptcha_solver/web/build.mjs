@@ -1,0 +1,60 @@
+// `npm run build`: bundle the page script and its TF.js runtime into web/dist/ with esbuild,
+// and copy the wasm binaries the backend fetches (served as application/wasm).
+import { copyFile, mkdir, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { analyzeMetafile, build } from 'esbuild';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const dist = join(here, 'dist');
+const require = createRequire(import.meta.url);
+const wasmDir = dirname(require.resolve('@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm'));
+
+// Converter op families that kcaptcha_solver/tfjs.py never writes. Kept: basic_math (Cast), convolution,
+// graph (Placeholder, Const), matrices, normalization (Softmax), transformation (Reshape).
+const UNUSED = [
+  'arithmetic', 'control', 'creation', 'dynamic', 'evaluation', 'hash_table', 'image', 'logical', 'ragged',
+  'reduction', 'slice_join', 'sparse', 'spectral', 'string',
+].join('|');
+
+// Swap tfjs modules for smaller stand-ins in runtime/: core without training, only our ops, no threads.
+const slim = {
+  name: 'slim-tfjs',
+  setup(b) {
+    b.onResolve({ filter: /^@tensorflow\/tfjs-core$/ }, () => ({ path: join(here, 'runtime', 'core.js') }));
+    b.onResolve({ filter: /^@tensorflow\/tfjs-core\/dist\/ops\/ops_for_converter$/ }, () => ({
+      path: join(here, 'runtime', 'ops.js'),
+    }));
+    b.onResolve({ filter: new RegExp(`^\\./(op_list/(${UNUSED})|executors/(${UNUSED})_executor)$`) }, () => ({
+      path: join(here, 'runtime', 'unused_ops.js'),
+    }));
+    b.onResolve({ filter: /wasm-out\/tfjs-backend-wasm-threaded-simd(\.worker)?\.js$/ }, () => ({
+      path: join(here, 'runtime', 'no_threads.js'),
+    }));
+  },
+};
+
+await rm(dist, { recursive: true, force: true });
+await mkdir(dist, { recursive: true });
+const result = await build({
+  entryPoints: [join(here, 'app.js')],
+  outfile: join(dist, 'app.js'),
+  bundle: true,
+  format: 'esm',
+  platform: 'browser',
+  target: 'es2020',
+  minify: true,
+  legalComments: 'linked',
+  metafile: true,
+  // Node-only branches of tfjs (fs, worker_threads, ...) are never taken in a browser.
+  external: ['fs', 'path', 'crypto', 'worker_threads', 'perf_hooks', 'os', 'util'],
+  define: { 'process.env.NODE_ENV': '"production"' },
+  logOverride: { 'import-is-undefined': 'silent' },
+  plugins: [slim],
+});
+for (const name of ['tfjs-backend-wasm.wasm', 'tfjs-backend-wasm-simd.wasm']) {
+  await copyFile(join(wasmDir, name), join(dist, name));
+}
+if (process.env.KCAPTCHA_BUNDLE_REPORT) console.log(await analyzeMetafile(result.metafile));
+console.log(`built ${dist}`);

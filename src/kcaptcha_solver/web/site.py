@@ -1,0 +1,165 @@
+"""Serve the browser page locally, or write it out as a static site.
+
+The page is static: HTML, CSS, the esbuild bundle and wasm in ``dist/`` (made by
+``npm run build``), example images, and the TF.js models. One table of URL ->
+file (:func:`site_files`) feeds both the local server and ``kcaptcha site build``,
+so what is tested locally is what gets published.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import webbrowser
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from ..errors import KcaptchaError, ModelError
+
+WEB_DIR = Path(__file__).resolve().parent
+DIST = WEB_DIR / "dist"
+MODELS_DIR = WEB_DIR.parent / "models" / "tfjs"
+BUILT = ("app.js", "tfjs-backend-wasm.wasm", "tfjs-backend-wasm-simd.wasm")
+PAGE_FILES = ("index.html", "style.css")
+MODEL_ORDER = ("gnuboard5", "seed-l2", "kcaptcha-default")  # Auto preloads the first one present
+CATALOG_KEYS = ("name", "preset", "width", "height", "length_min", "length_max")
+TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".json": "application/json",
+    ".wasm": "application/wasm",  # needed for WebAssembly.instantiateStreaming
+    ".bin": "application/octet-stream",
+    ".png": "image/png",
+    ".jpg": "image/jpeg",
+    ".txt": "text/plain; charset=utf-8",
+    ".md": "text/markdown; charset=utf-8",
+}
+
+
+def require_built() -> None:
+    """The bundle is made by npm and never committed: say how to make it when it is missing."""
+    missing = [name for name in BUILT if not (DIST / name).is_file()]
+    if not missing:
+        return
+    root = WEB_DIR.parents[2]
+    how = (
+        f"build it with: cd {root} && npm ci && npm run build"
+        if (root / "package.json").is_file()
+        else "this installation has no built page: use a source checkout and run npm ci && npm run build"
+    )
+    raise KcaptchaError(f"the web page is not built ({', '.join(missing)} missing in {DIST}); {how}")
+
+
+def catalog(models_dir: Path = MODELS_DIR) -> list[dict]:
+    """What the page needs to pick a model: name, input size, string lengths, in MODEL_ORDER."""
+    entries = []
+    for path in sorted(Path(models_dir).glob("*/model.json")):
+        try:
+            meta = json.loads(path.read_text())["userDefinedMetadata"]["kcaptcha"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelError(f"{path} is not a kcaptcha TF.js model ({exc})") from exc
+        if meta["name"] != path.parent.name:
+            raise ModelError(
+                f"{path} says its name is {meta['name']!r}, but its folder is {path.parent.name!r}"
+            )
+        entries.append({key: meta[key] for key in CATALOG_KEYS})
+    if not entries:
+        raise ModelError(f"no TF.js models in {models_dir} (export some with: kcaptcha export --format tfjs)")
+    rank = {name: i for i, name in enumerate(MODEL_ORDER)}
+    return sorted(entries, key=lambda e: (rank.get(e["name"], len(rank)), e["name"]))
+
+
+def site_files(models_dir: Path = MODELS_DIR) -> dict[str, Path | bytes]:
+    """URL path (no leading slash) -> file to send, or the bytes of a generated file."""
+    require_built()
+    files: dict[str, Path | bytes] = {name: WEB_DIR / name for name in PAGE_FILES}
+    files.update({f"dist/{p.name}": p for p in sorted(DIST.iterdir()) if p.is_file()})
+    files.update({f"examples/{p.name}": p for p in sorted((WEB_DIR / "examples").iterdir()) if p.is_file()})
+    models = catalog(models_dir)
+    for entry in models:
+        for p in sorted((Path(models_dir) / entry["name"]).iterdir()):
+            files[f"models/{entry['name']}/{p.name}"] = p
+    files["models/index.json"] = json.dumps({"models": models}, indent=1).encode()
+    # Auto starts with the first model: let the browser fetch its files while the script loads.
+    first = sorted(p.name for p in (Path(models_dir) / models[0]["name"]).iterdir())
+    links = "\n".join(
+        f'  <link rel="preload" href="models/{models[0]["name"]}/{name}" as="fetch" crossorigin>'
+        for name in first
+    )
+    html = (WEB_DIR / "index.html").read_text().replace("  <!-- model preload -->", links)
+    files["index.html"] = files[""] = html.encode()
+    return files
+
+
+def build_site(out: str | Path, models_dir: Path = MODELS_DIR) -> list[Path]:
+    """Write the page, runtime, examples and models into ``out``: a folder any static host can serve."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise KcaptchaError(f"{out} exists and is not a folder")
+    written = []
+    for url, source in site_files(models_dir).items():
+        if not url:
+            continue
+        target = out / url
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(source, bytes):
+            target.write_bytes(source)
+        else:
+            shutil.copyfile(source, target)
+        written.append(target)
+    return written
+
+
+def make_server(
+    host: str = "127.0.0.1", port: int = 8000, models_dir: Path = MODELS_DIR
+) -> ThreadingHTTPServer:
+    """A threaded HTTP server for the page (port 0: any free port); call ``serve_forever``."""
+    files = site_files(models_dir)
+
+    class Handler(SimpleHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive: a page load is a dozen small requests
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            self._send(with_body=True)
+
+        def do_HEAD(self) -> None:  # noqa: N802
+            self._send(with_body=False)
+
+        def _send(self, with_body: bool) -> None:
+            url = self.path.split("?", 1)[0].split("#", 1)[0].lstrip("/")
+            source = files.get(url)
+            if source is None:
+                self.send_error(404)
+                return
+            body = source if isinstance(source, bytes) else source.read_bytes()
+            suffix = Path(url or "index.html").suffix
+            self.send_response(200)
+            self.send_header("Content-Type", TYPES.get(suffix, "application/octet-stream"))
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-cache")  # always revalidate: a rebuilt bundle shows at once
+            self.end_headers()
+            if with_body:
+                self.wfile.write(body)
+
+        def log_message(self, format: str, *args) -> None:  # noqa: A002 (http.server's signature)
+            pass  # the page makes a dozen requests per load; the console stays readable
+
+    return ThreadingHTTPServer((host, port), Handler)
+
+
+def serve(host: str, port: int, models_dir: Path = MODELS_DIR, open_browser: bool = True) -> None:
+    """Serve the page until interrupted, opening it in the default browser unless told not to."""
+    try:
+        server = make_server(host, port, models_dir)
+    except OSError as exc:
+        raise KcaptchaError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    url = f"http://{host}:{server.server_address[1]}/"
+    print(f"serving the KCAPTCHA solver page at {url} (Ctrl+C to stop)", flush=True)
+    if open_browser:
+        threading.Timer(0.3, webbrowser.open, args=(url,)).start()
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()

@@ -1,0 +1,275 @@
+"""The Python solving API on the real PHP images: every input kind, every error, "auto", threads."""
+
+from __future__ import annotations
+
+import io
+import struct
+import subprocess
+import sys
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import PRESET_FOLDERS, sample_files
+from PIL import Image
+
+from kcaptcha_solver import ImageError, ModelError, Solver, shipped_models
+from kcaptcha_solver.solver import MODELS_DIR
+
+# Full-string accuracy the shipped models must keep on the 500 real images of their preset (issue 3).
+MIN_ACCURACY = {"gnuboard5": 99.8, "seed-l2": 100.0, "kcaptcha-default": 99.4}
+SIZES = {"gnuboard5": (160, 60), "seed-l2": (160, 60), "kcaptcha-default": (160, 92)}
+
+
+def label(path: Path) -> str:
+    return path.stem.rsplit("_", 1)[0]
+
+
+def bomb_png(width: int = 50_000, height: int = 50_000) -> bytes:
+    """A valid 1x1 PNG whose header declares ``width x height``: decoding it would need w*h*3 bytes."""
+    buf = io.BytesIO()
+    Image.new("RGB", (1, 1), "white").save(buf, "PNG")
+    data = bytearray(buf.getvalue())
+    struct.pack_into(">II", data, 16, width, height)  # IHDR data starts after signature, length, type
+    struct.pack_into(">I", data, 29, zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+@pytest.fixture(scope="module")
+def files(shared_dir: Path) -> dict[str, list[Path]]:
+    return {name: sample_files(shared_dir / folder) for name, folder in PRESET_FOLDERS.items()}
+
+
+@pytest.fixture(scope="module")
+def gnuboard5() -> Solver:
+    return Solver("gnuboard5")
+
+
+def test_shipped_models_carry_their_metadata() -> None:
+    models = shipped_models()
+    assert set(models) == set(MIN_ACCURACY)
+    for name, info in models.items():
+        assert info.path == MODELS_DIR / f"{name}.onnx"
+        assert (info.width, info.height) == SIZES[name]
+        assert info.preset == name and info.bytes == info.path.stat().st_size
+    assert models["gnuboard5"].classes == "0123456789"
+    assert (models["gnuboard5"].length_min, models["gnuboard5"].length_max) == (6, 6)
+    assert (models["seed-l2"].length_min, models["seed-l2"].length_max) == (2, 2)
+    assert models["kcaptcha-default"].classes == "23456789abcdegikpqsvxyz"
+    assert (models["kcaptcha-default"].length_min, models["kcaptcha-default"].length_max) == (5, 7)
+
+
+@pytest.mark.parametrize("name", list(MIN_ACCURACY))
+def test_accuracy_on_real_images(name: str, files: dict[str, list[Path]]) -> None:
+    paths = files[name]
+    results = Solver(name).solve_many(paths)
+    wrong = [(p.name, r.text) for p, r in zip(paths, results, strict=True) if r.text != label(p)]
+    accuracy = 100 * (len(paths) - len(wrong)) / len(paths)
+    assert len(paths) == 500
+    assert accuracy >= MIN_ACCURACY[name], wrong
+    assert all(r.model == name and not r.resized for r in results)
+
+
+@pytest.mark.parametrize("name", list(MIN_ACCURACY))
+def test_first_images_exactly(name: str, files: dict[str, list[Path]]) -> None:
+    solver = Solver(name)
+    for path in files[name][:5]:
+        result = solver.solve(path)
+        assert result.text == label(path), path.name
+        assert len(result.confidence) == len(result.alternatives) == len(result.text)
+        assert all(0 < c <= 1 for c in result.confidence)
+        assert result.ms > 0
+
+
+def test_every_input_kind_gives_the_label(gnuboard5: Solver, files: dict[str, list[Path]]) -> None:
+    path = files["gnuboard5"][0]
+    data = path.read_bytes()
+    rgb = np.asarray(Image.open(path).convert("RGB"))
+    gray = rgb.mean(axis=2).round().astype(np.uint8)  # what the model computes itself
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
+    inputs = [data, bytearray(data), memoryview(data), str(path), path, Image.open(path), rgb, gray,
+              gray[:, :, None], rgba, Image.fromarray(gray)]
+    for x in inputs:
+        assert gnuboard5.solve(x).text == label(path), type(x).__name__
+
+
+def test_default_model_is_gnuboard5() -> None:
+    assert Solver().name == "gnuboard5"
+    assert repr(Solver()) == "Solver('gnuboard5')"
+
+
+def test_model_from_a_path(files: dict[str, list[Path]]) -> None:
+    solver = Solver(MODELS_DIR / "seed-l2.onnx")
+    assert (solver.name, solver.width, solver.height) == ("seed-l2", 160, 60)
+    path = files["seed-l2"][0]
+    assert solver.solve(path).text == label(path)
+    assert Solver(str(MODELS_DIR / "seed-l2.onnx")).solve(path).text == label(path)
+
+
+def test_auto_picks_the_model_for_each_image(files: dict[str, list[Path]]) -> None:
+    """160x60 is both gnuboard5 and seed-l2: the ink width decides; 160x92 is kcaptcha-default."""
+    solver = Solver("auto")
+    assert solver.name == "auto" and set(solver.models) == set(MIN_ACCURACY)
+    for name, paths in files.items():
+        results = solver.solve_many(paths)
+        assert {r.model for r in results} == {name}
+        correct = sum(r.text == label(p) for p, r in zip(paths, results, strict=True))
+        assert 100 * correct / len(paths) >= MIN_ACCURACY[name]
+    with pytest.raises(ModelError, match="no single model"):
+        _ = solver.info
+
+
+def test_auto_batch_of_mixed_sizes_keeps_order(files: dict[str, list[Path]]) -> None:
+    mixed = [files[name][i] for i in range(3) for name in MIN_ACCURACY]
+    results = Solver("auto").solve_many(mixed)
+    assert [r.model for r in results] == list(MIN_ACCURACY) * 3
+    assert [r.text for r in results] == [label(p) for p in mixed]
+
+
+def test_auto_resizes_other_sizes_to_the_closest_shape(files: dict[str, list[Path]]) -> None:
+    path = files["seed-l2"][0]
+    result = Solver("auto").solve(Image.open(path).resize((320, 120), Image.LANCZOS))
+    assert (result.model, result.resized, result.text) == ("seed-l2", True, label(path))
+
+
+def test_solve_many_equals_solve(gnuboard5: Solver, files: dict[str, list[Path]]) -> None:
+    paths = files["gnuboard5"][:20]
+    assert [r.text for r in gnuboard5.solve_many(paths)] == [gnuboard5.solve(p).text for p in paths]
+    assert gnuboard5.solve_many([]) == []
+
+
+def test_other_sizes_are_resized_and_say_so(gnuboard5: Solver, files: dict[str, list[Path]]) -> None:
+    paths = files["gnuboard5"][:20]
+    results = [gnuboard5.solve(Image.open(p).resize((320, 120), Image.LANCZOS)) for p in paths]
+    assert all(r.resized and r.model == "gnuboard5" and len(r.text) == 6 for r in results)
+    assert sum(r.text == label(p) for p, r in zip(paths, results, strict=True)) >= 18
+    assert not gnuboard5.solve(paths[0]).resized
+
+
+def test_alternatives_only_for_unsure_characters(gnuboard5: Solver, files: dict[str, list[Path]]) -> None:
+    for path in files["gnuboard5"][:50]:
+        r = gnuboard5.solve(path)
+        for conf, alts in zip(r.confidence, r.alternatives, strict=True):
+            assert (len(alts) == 0) == (conf >= 0.9)
+            assert all(p <= conf for _, p in alts) and len(alts) <= 3
+
+
+def test_result_to_dict_is_json_ready(gnuboard5: Solver, files: dict[str, list[Path]]) -> None:
+    import json
+
+    d = gnuboard5.solve(files["gnuboard5"][0]).to_dict()
+    assert set(d) == {"text", "confidence", "alternatives", "model", "ms", "resized"}
+    assert json.loads(json.dumps(d)) == d
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (b"", "empty"),
+        (b"definitely not an image", "not an image"),
+        (bomb_png(10, 10), "not a readable image"),  # the header says 10x10, the data holds 1 pixel
+        (np.zeros((60, 160, 3), np.float32), "uint8"),
+        (np.zeros((60, 160, 2), np.uint8), "shape"),
+        (np.zeros((0, 160, 3), np.uint8), "no pixels"),
+        (np.zeros((2000, 2000), np.uint8), "pixels accepted"),
+        (12345, "cannot read a int"),
+        (None, "cannot read a NoneType"),
+    ],
+)
+def test_bad_inputs_raise_image_error(gnuboard5: Solver, bad: object, message: str) -> None:
+    with pytest.raises(ImageError, match=message):
+        gnuboard5.solve(bad)
+
+
+def test_captcha_formats_are_read_and_others_refused(gnuboard5: Solver, files: dict[str, list[Path]]) -> None:
+    path = files["gnuboard5"][0]
+    image = Image.open(path)
+    for fmt, options in [("PNG", {}), ("BMP", {}), ("WEBP", {"lossless": True})]:
+        buf = io.BytesIO()
+        image.save(buf, fmt, **options)
+        assert gnuboard5.solve(buf.getvalue()).text == label(path), fmt
+    buf = io.BytesIO()
+    image.save(buf, "TIFF")
+    with pytest.raises(ImageError, match="accepted formats: JPEG, PNG"):
+        gnuboard5.solve(buf.getvalue())
+
+
+def test_truncated_and_missing_files(gnuboard5: Solver, files: dict[str, list[Path]], tmp_path: Path) -> None:
+    data = files["gnuboard5"][0].read_bytes()
+    with pytest.raises(ImageError, match="not a readable image"):
+        gnuboard5.solve(data[: len(data) // 2])
+    with pytest.raises(ImageError, match="cannot read"):
+        gnuboard5.solve(tmp_path / "missing.jpg")
+    with pytest.raises(ImageError, match="cannot read"):
+        gnuboard5.solve(tmp_path)  # a folder
+    text = tmp_path / "notes.png"
+    text.write_text("hello")
+    with pytest.raises(ImageError, match="not an image"):
+        gnuboard5.solve(text)
+
+
+def test_decompression_bomb_is_refused_before_decoding(gnuboard5: Solver) -> None:
+    start = time.perf_counter()
+    with pytest.raises(ImageError, match="5000x5000: more than the 1,000,000 pixels accepted"):
+        gnuboard5.solve(bomb_png(5000, 5000))  # 75 MB of RGB if decoded
+    with pytest.raises(ImageError, match="pixels accepted"):
+        gnuboard5.solve(bomb_png(50_000, 50_000))  # 7.5 GB: Pillow's own limit speaks first
+    assert time.perf_counter() - start < 0.5
+    with pytest.raises(ImageError, match="pixels accepted"):
+        Solver("gnuboard5", max_pixels=100 * 100).solve(Image.new("RGB", (160, 100)))
+
+
+def test_image_error_is_a_value_error_and_names_the_batch_index(
+    gnuboard5: Solver, files: dict[str, list[Path]]
+) -> None:
+    with pytest.raises(ValueError, match="image 1: empty"):
+        gnuboard5.solve_many([files["gnuboard5"][0], b""])
+
+
+def test_model_errors(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="did you mean 'gnuboard5'"):
+        Solver("gnuboard")
+    with pytest.raises(ModelError, match="not found"):
+        Solver(tmp_path / "missing.onnx")
+    junk = tmp_path / "junk.onnx"
+    junk.write_bytes(b"not onnx")
+    with pytest.raises(ModelError, match="not a readable ONNX model"):
+        Solver(junk)
+
+
+def test_a_foreign_onnx_model_is_refused(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["image"], ["probs"])], "g",
+        [helper.make_tensor_value_info("image", TensorProto.UINT8, [1, 60, 160, 3])],
+        [helper.make_tensor_value_info("probs", TensorProto.UINT8, [1, 60, 160, 3])],
+    )
+    path = tmp_path / "foreign.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    with pytest.raises(ModelError, match="no kcaptcha metadata"):
+        Solver(path)
+
+
+def test_one_solver_serves_many_threads(files: dict[str, list[Path]]) -> None:
+    paths = files["gnuboard5"][:100] + files["seed-l2"][:100]
+    solver = Solver("auto")
+    expected = [solver.solve(p).text for p in paths]
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(lambda p: solver.solve(p).text, paths * 2))
+    assert got == expected * 2
+
+
+def test_solving_never_imports_torch() -> None:
+    code = (
+        "import sys, kcaptcha_solver.solver, kcaptcha_solver.service; from kcaptcha_solver import Solver; "
+        "bad = [m for m in ('torch', 'onnx', 'kcaptcha_solver.train', 'kcaptcha_solver.model') "
+        "if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

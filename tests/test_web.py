@@ -1,0 +1,302 @@
+"""The browser page in real headless Chromium: same answers as the Python solver, every input path.
+
+Needs the built bundle (``npm ci && npm run build``; the session builds it when missing) and
+Debian's ``chromium``, driven by Playwright (``playwright install`` is never run). The models
+are the shipped ones in ``src/kcaptcha_solver/models`` (``NAME.onnx`` + ``tfjs/NAME/``), or
+those under ``$KCAPTCHA_WEB_MODELS`` with the same layout.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import urllib.request
+from pathlib import Path
+
+import pytest
+from conftest import PRESET_FOLDERS, sample_files
+
+from kcaptcha_solver.cli import main
+from kcaptcha_solver.solver import Solver
+from kcaptcha_solver.web import site
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = Path(os.environ.get("KCAPTCHA_WEB_MODELS", ROOT / "src" / "kcaptcha_solver" / "models"))
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+EXAMPLES = site.WEB_DIR / "examples"
+SETTLED = "['done', 'error'].includes(document.body.dataset.state)"
+
+# Dispatches a drop or paste carrying one file built from base64 bytes.
+DISPATCH_JS = """([kind, b64, name, type]) => {
+  const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  const data = new DataTransfer();
+  data.items.add(new File([bytes], name, { type }));
+  const event = kind === 'paste'
+    ? new ClipboardEvent('paste', { clipboardData: data, bubbles: true })
+    : new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true });
+  document.getElementById(kind === 'paste' ? 'result' : 'drop-zone').dispatchEvent(event);
+}"""
+
+
+@pytest.fixture(scope="session")
+def bundle() -> Path:
+    """web/dist, built from the lockfile when missing (return codes checked)."""
+    if all((site.DIST / name).is_file() for name in site.BUILT):
+        return site.DIST
+    if shutil.which("npm") is None:
+        pytest.fail(
+            "the page is not built and npm is missing: install Node 20+, then npm ci && npm run build"
+        )
+    for cmd in (["npm", "ci", "--no-audit", "--no-fund"], ["npm", "run", "build"]):
+        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.fail(
+                f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout[-1500:]}\n{done.stderr[-1500:]}"
+            )
+    site.require_built()
+    return site.DIST
+
+
+@pytest.fixture(scope="session")
+def tfjs_models() -> Path:
+    folder = MODELS / "tfjs"
+    missing = [name for name in PRESET_FOLDERS if not (folder / name / "model.json").is_file()]
+    if missing:
+        pytest.fail(f"TF.js models missing in {folder}: {', '.join(missing)} (kcaptcha export --format tfjs)")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def server(bundle, tfjs_models) -> str:
+    httpd = site.make_server("127.0.0.1", 0, tfjs_models)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} not found: apt-get install chromium")
+    with playwright.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture()
+def page(browser, server):
+    """A fresh context (empty cache, no saved model choice) with the page ready."""
+    context = browser.new_context(viewport={"width": 1000, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(server)
+    page.wait_for_function("document.body.dataset.state === 'ready'")
+    yield page
+    context.close()
+    assert not errors, errors
+
+
+@pytest.fixture(scope="session")
+def reference():
+    """The Python solver on the same model files: name -> Solver."""
+    return {name: Solver(MODELS / f"{name}.onnx") for name in PRESET_FOLDERS}
+
+
+def history(page) -> list[dict]:
+    return page.eval_on_selector_all("#history li", "els => els.map((e) => ({...e.dataset}))")
+
+
+def solve_one(page, action) -> str:
+    """Run ``action`` (which gives the page one image) and return the answer text."""
+    page.evaluate("document.body.dataset.state = 'ready'")
+    action()
+    page.wait_for_function(SETTLED)
+    assert page.evaluate("document.body.dataset.state") == "done", page.text_content("#status")
+    return page.get_attribute("#result", "data-text")
+
+
+def dispatch(page, kind: str, path: Path) -> None:
+    kind_type = "image/png" if path.suffix == ".png" else "image/jpeg"
+    page.evaluate(DISPATCH_JS, [kind, base64.b64encode(path.read_bytes()).decode(), path.name, kind_type])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset", list(PRESET_FOLDERS))
+def test_every_sample_image_matches_the_python_solver(page, shared_dir, reference, preset) -> None:
+    """All 500 images of a folder through the file input at once, in Auto: model and text as in Python."""
+    files = sample_files(shared_dir / PRESET_FOLDERS[preset])
+    expected = {p.name: reference[preset].solve(p).text for p in files}
+    page.set_input_files("#file-input", [str(p) for p in files])
+    page.wait_for_function(
+        f"document.querySelectorAll('#history li').length >= {len(files)}", timeout=300_000
+    )
+    got = {row["name"]: row for row in history(page)}
+    assert len(got) == len(files)
+    wrong_model = sorted(name for name, row in got.items() if row["model"] != preset)
+    assert not wrong_model, f"Auto chose another model for {len(wrong_model)} images: {wrong_model[:5]}"
+    differ = {name: (got[name]["text"], text) for name, text in expected.items() if got[name]["text"] != text}
+    assert not differ, (
+        f"{len(differ)} of {len(files)} differ (page, python): {dict(list(differ.items())[:5])}"
+    )
+
+
+@pytest.mark.parametrize("kind", ["drop", "paste"])
+def test_drop_and_paste(page, shared_dir, reference, kind) -> None:
+    for preset, folder in PRESET_FOLDERS.items():
+        path = sample_files(shared_dir / folder)[7]
+        text = solve_one(page, lambda path=path: dispatch(page, kind, path))
+        assert text == reference[preset].solve(path).text
+        assert page.text_content("#model-used").startswith(preset)
+
+
+def test_examples_solve_on_click(page, reference) -> None:
+    buttons = page.locator("#examples button")
+    assert buttons.count() >= 6
+    for i in range(buttons.count()):
+        src = buttons.nth(i).get_attribute("data-src")
+        preset = Path(src).stem.rsplit("-", 1)[0]
+        text = solve_one(page, buttons.nth(i).click)
+        assert text == reference[preset].solve(EXAMPLES / Path(src).name).text, src
+
+
+def test_copy_button_copies_the_answer(page) -> None:
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    text = solve_one(page, page.locator("#examples button").first.click)
+    page.click("#copy")
+    assert page.evaluate("navigator.clipboard.readText()") == text
+
+
+def test_a_text_file_is_an_error(page) -> None:
+    page.set_input_files(
+        "#file-input", {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a picture"}
+    )
+    page.wait_for_function(SETTLED)
+    assert page.evaluate("document.body.dataset.state") == "error"
+    assert "not an image" in page.text_content("#status")
+
+
+def test_a_corrupt_image_is_an_error(page, shared_dir) -> None:
+    data = sample_files(shared_dir / "gnuboard5")[0].read_bytes()[:200]
+    page.set_input_files("#file-input", {"name": "cut.jpg", "mimeType": "image/jpeg", "buffer": data})
+    page.wait_for_function(SETTLED)
+    assert page.evaluate("document.body.dataset.state") == "error"
+
+
+def test_model_selector_switches_models(page, shared_dir, reference) -> None:
+    path = sample_files(shared_dir / "gnuboard5")[3]
+    for choice in ("seed-l2", "kcaptcha-default", "auto"):
+        page.select_option("#model-select", choice)
+        text = solve_one(page, lambda: page.set_input_files("#file-input", str(path)))
+        used = page.text_content("#model-used")
+        if choice == "auto":
+            assert used.startswith("gnuboard5 (auto") and text == reference["gnuboard5"].solve(path).text
+        else:
+            assert used.startswith(f"{choice} (chosen")
+    assert page.evaluate("localStorage.getItem('kcaptcha-model')") == "auto"
+
+
+def test_image_given_while_loading_is_solved_once_ready(browser, server, shared_dir, reference) -> None:
+    """The file input gets an image before the page's script has run; the answer still comes."""
+    path = sample_files(shared_dir / "seed-l2")[0]
+    context = browser.new_context()
+    b64 = json.dumps(base64.b64encode(path.read_bytes()).decode())
+    context.add_init_script(
+        """document.addEventListener('readystatechange', () => {
+          if (document.readyState !== 'interactive') return;
+          const bytes = Uint8Array.from(atob(B64), (c) => c.charCodeAt(0));
+          const data = new DataTransfer();
+          data.items.add(new File([bytes], 'early.png', { type: 'image/png' }));
+          document.getElementById('file-input').files = data.files;
+          window.stateWhenGiven = document.body.dataset.state;
+        });""".replace("B64", b64)
+    )
+    page = context.new_page()
+    try:
+        page.goto(server)
+        page.wait_for_function(SETTLED)
+        assert page.evaluate("window.stateWhenGiven") == "loading"
+        assert page.get_attribute("#result", "data-text") == reference["seed-l2"].solve(path).text
+    finally:
+        context.close()
+
+
+def test_offline_once_loaded_and_the_image_goes_nowhere(page, shared_dir) -> None:
+    page.wait_for_function("performance.getEntriesByName('model-ready:gnuboard5').length > 0")
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.context.set_offline(True)
+    path = sample_files(shared_dir / "gnuboard5")[1]
+    solve_one(page, lambda: page.set_input_files("#file-input", str(path)))
+    assert [url for url in requests if not url.startswith(("blob:", "data:"))] == []
+
+
+@pytest.mark.parametrize("width", [1000, 390])
+def test_screenshot_fits_the_screen(browser, server, shared_dir, tmp_path, width) -> None:
+    """Desktop and phone width: nothing wider than the screen; screenshots kept for a person to look at."""
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    try:
+        page.goto(server)
+        page.wait_for_function("document.body.dataset.state === 'ready'")
+        page.set_input_files("#file-input", str(sample_files(shared_dir / "kcaptcha-default")[0]))
+        page.wait_for_function(SETTLED)
+        assert page.evaluate("document.documentElement.scrollWidth") <= width
+        assert page.locator("#result").bounding_box()["height"] > 30  # the answer is in large type
+        shot = Path(os.environ.get("KCAPTCHA_SCREENSHOTS", tmp_path)) / f"page-{width}.png"
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 10_000
+    finally:
+        context.close()
+
+
+def test_server_types_and_site_build(server, tfjs_models, tmp_path, capsys) -> None:
+    with urllib.request.urlopen(server + "dist/tfjs-backend-wasm-simd.wasm") as response:
+        assert response.headers["Content-Type"] == "application/wasm"
+    with urllib.request.urlopen(server + "models/index.json") as response:
+        names = [m["name"] for m in json.load(response)["models"]]
+    assert names == list(PRESET_FOLDERS)
+    out = tmp_path / "site"
+    assert main(["site", "build", str(out), "--models", str(tfjs_models)]) == 0
+    for name in (
+        "index.html",
+        "dist/app.js",
+        "dist/tfjs-backend-wasm-simd.wasm",
+        "models/index.json",
+        "models/gnuboard5/model.json",
+        "examples/gnuboard5-1001.jpg",
+    ):
+        assert (out / name).is_file(), name
+    assert "models/gnuboard5/weights.bin" in (out / "index.html").read_text()  # preloaded
+
+
+def test_kcaptcha_web_serves_the_page(bundle, tfjs_models) -> None:
+    """The real command, as a user runs it (any free port, no browser)."""
+    kcaptcha = Path(sys.executable).with_name("kcaptcha")
+    cmd = [str(kcaptcha), "web", "--no-open", "--port", "0", "--models", str(tfjs_models)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        url = line.split(" at ", 1)[1].split()[0]
+        with urllib.request.urlopen(url, timeout=10) as response:
+            assert 'id="file-input"' in response.read().decode()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_missing_bundle_says_how_to_build(monkeypatch, tmp_path, capsys) -> None:
+    monkeypatch.setattr(site, "DIST", tmp_path / "dist")
+    assert main(["site", "build", str(tmp_path / "out")]) == 1
+    assert "npm ci && npm run build" in capsys.readouterr().err
