@@ -255,6 +255,73 @@ def test_a_foreign_onnx_model_is_refused(tmp_path: Path) -> None:
         Solver(path)
 
 
+def fixed_output_model(path: Path, probs: np.ndarray, decoder: str, classes: str = "abc") -> Path:
+    """An ONNX file in our format whose output is ``probs`` for every image: the decoders' contract."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [
+        helper.make_node("Shape", ["image"], ["shape"], start=0, end=1),
+        helper.make_node("Concat", ["shape", "tail"], ["out_shape"], axis=0),
+        helper.make_node("Expand", ["table", "out_shape"], ["probs"]),
+    ]
+    inits = [numpy_helper.from_array(probs[None].astype(np.float32), "table"),
+             numpy_helper.from_array(np.array(probs.shape, np.int64), "tail")]
+    graph = helper.make_graph(
+        nodes, "fixed", [helper.make_tensor_value_info("image", TensorProto.UINT8, ["n", 60, 160, 3])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["n", *probs.shape])], inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    meta = {"format": "1", "name": "fixed", "preset": "custom", "arch": "table", "classes": classes,
+            "length_min": "1", "length_max": "7", "width": "160", "height": "60", "decoder": decoder}
+    for key, value in meta.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = f"kcaptcha.{key}", value
+    onnx.save(model, path)
+    return path
+
+
+def one_hot(indices: list[int], sure: float = 0.97, classes: int = 4) -> np.ndarray:
+    probs = np.full((len(indices), classes), (1 - sure) / (classes - 1))
+    probs[np.arange(len(indices)), indices] = sure
+    return probs
+
+
+@pytest.mark.parametrize(
+    ("decoder", "steps", "text"),
+    [
+        ("positions", [0, 1, 3, 2], "ab"),  # ends at the first "none" (index 3)
+        ("positions", [2, 2, 0], "cca"),
+        ("ctc", [3, 0, 0, 3, 0, 1, 1, 3, 3, 2], "aabc"),  # runs collapse, the blank splits a repeat
+        ("ctc", [3, 3, 3], ""),
+    ],
+)
+def test_decoders_follow_the_model_contract(tmp_path: Path, decoder: str, steps: list[int], text: str) -> None:
+    solver = Solver(fixed_output_model(tmp_path / "fixed.onnx", one_hot(steps), decoder))
+    assert solver.info.decoder == decoder
+    results = solver.solve_many([np.zeros((60, 160, 3), np.uint8)] * 2)
+    assert [r.text for r in results] == [text] * 2
+    assert all(c == pytest.approx(0.97) for c in results[0].confidence)
+
+
+def test_confidence_and_alternatives_per_decoder(tmp_path: Path) -> None:
+    unsure = [0.5, 0.3, 0.15, 0.05]  # "a", but maybe "b" or "c"
+    probs = one_hot([0, 1, 3])
+    probs[0] = unsure
+    r = Solver(fixed_output_model(tmp_path / "p.onnx", probs, "positions")).solve(np.zeros((60, 160), np.uint8))
+    assert (r.text, r.confidence) == ("ab", (0.5, 0.97))
+    assert r.alternatives == ((("b", 0.3), ("c", 0.15), ("", 0.05)), ())  # "": maybe no character
+    probs = one_hot([0, 0, 3, 1])
+    probs[0] = unsure  # a CTC run is as sure as its surest step
+    r = Solver(fixed_output_model(tmp_path / "c.onnx", probs, "ctc")).solve(np.zeros((60, 160), np.uint8))
+    assert (r.text, r.confidence, r.alternatives) == ("ab", (0.97, 0.97), ((), ()))
+
+
+def test_an_unknown_decoder_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="needs decoder 'beam'"):
+        Solver(fixed_output_model(tmp_path / "beam.onnx", one_hot([0]), "beam"))
+
+
 def test_one_solver_serves_many_threads(files: dict[str, list[Path]]) -> None:
     paths = files["gnuboard5"][:100] + files["seed-l2"][:100]
     solver = Solver("auto")

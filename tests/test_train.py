@@ -83,7 +83,8 @@ def dev_model(tmp_path_factory) -> Path:
 
     spec = ModelSpec("cnn-tiny", 60, 160, 2, "0123456789")
     path = tmp_path_factory.mktemp("m") / "dev.onnx"
-    return export_onnx(build(spec).eval(), metadata(spec, "dev", "seed-l2", get_preset("seed-l2")), path)
+    meta = metadata(spec, "dev", "seed-l2", get_preset("seed-l2"), "positions")
+    return export_onnx(build(spec).eval(), meta, path)
 
 
 def _evaluate(args, capsys):

@@ -40,9 +40,10 @@ class WithSoftmax(nn.Module):
         return torch.softmax(self.model(image), dim=-1)
 
 
-def metadata(spec: ModelSpec, name: str, preset: str, config: CaptchaConfig) -> dict[str, str]:
+def metadata(spec: ModelSpec, name: str, preset: str, config: CaptchaConfig, decoder: str) -> dict[str, str]:
     """What every runtime reads from the model file, as strings."""
     return {
+        "kcaptcha.decoder": decoder,  # "positions" or "ctc": how to read the steps (see model.py)
         "kcaptcha.format": FORMAT_VERSION,
         "kcaptcha.name": name,
         "kcaptcha.preset": preset,
@@ -159,7 +160,7 @@ def export(
     tcfg = ckpt.get("train_config") or {}
     config = TrainConfig(**tcfg).captcha_config() if tcfg else get_preset(preset)
     name = name or (preset if not (tcfg or {}).get("config") else "custom")
-    meta = metadata(model.spec, name, preset if not tcfg.get("config") else "custom", config)
+    meta = metadata(model.spec, name, preset if not tcfg.get("config") else "custom", config, model.decoder)
     out = Path(out)
     images = check_images(config, fonts_dir)
     written: dict[str, Path] = {}

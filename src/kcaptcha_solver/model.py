@@ -2,12 +2,18 @@
 
 A model takes the decoded image itself, ``uint8 [batch, height, width, 3]``,
 and does its own preprocessing, so ONNX, TF.js and PyTorch all see the same
-arithmetic. It returns logits ``[batch, positions, classes + 1]``: one softmax
-per character position, where the extra last class means "no character here"
-(how a 5-character string fills a 7-position head).
+arithmetic. It returns logits ``[batch, steps, classes + 1]``, one softmax per
+step, where the extra last class means "no character here". Two readings of
+the steps (``decoder``, stored in every model file):
+
+* ``positions``: step k is character k; the string ends at the first "none"
+  (how a 5-character string fills a 7-position head). Best for fixed layouts.
+* ``ctc``: one step per 8-pixel column strip, read left to right; repeats
+  collapse and "none" is the CTC blank. Best when glyphs overlap and the
+  length varies, because nothing has to count glyphs.
 
 Layers are limited to what the TF.js exporter writes: Conv2d + BatchNorm2d +
-ReLU + MaxPool2d blocks, a flatten, Linear layers.
+ReLU + MaxPool2d blocks, a flatten or per-column reshape, Linear layers.
 """
 
 from __future__ import annotations
@@ -33,6 +39,26 @@ class ModelSpec:
         return asdict(self)
 
 
+def conv_blocks(channels: tuple[int, ...], pools: tuple[tuple[int, int], ...]) -> list[nn.Module]:
+    """3x3 conv + BN + ReLU + max-pool blocks from one gray channel."""
+    layers: list[nn.Module] = []
+    c_in = 1
+    for c_out, pool in zip(channels, pools, strict=True):
+        layers += [
+            nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(pool),
+        ]
+        c_in = c_out
+    return layers
+
+
+def to_gray(image: torch.Tensor) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> (B, 1, H, W) gray in [-1, 1]: the in-graph preprocessing."""
+    return (image.float().mean(dim=3, keepdim=True) * (1 / 127.5) - 1.0).permute(0, 3, 1, 2)
+
+
 class CaptchaCNN(nn.Module):
     """Conv blocks that halve the picture, a 1x1 squeeze, then one linear layer per string.
 
@@ -41,31 +67,48 @@ class CaptchaCNN(nn.Module):
     from x = 1, so positions are nearly fixed.
     """
 
+    decoder = "positions"
+
     def __init__(self, spec: ModelSpec, channels: tuple[int, ...], squeeze: int, dropout: float) -> None:
         super().__init__()
         self.spec = spec
-        layers: list[nn.Module] = []
-        c_in, h, w = 1, spec.height, spec.width
-        for c_out in channels:
-            layers += [
-                nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
-                nn.BatchNorm2d(c_out),
-                nn.ReLU(inplace=True),
-                nn.MaxPool2d(2),
-            ]
-            c_in, h, w = c_out, h // 2, w // 2
-        layers += [nn.Conv2d(c_in, squeeze, 1, bias=False), nn.BatchNorm2d(squeeze), nn.ReLU(inplace=True)]
+        h, w = spec.height >> len(channels), spec.width >> len(channels)
+        layers = conv_blocks(channels, ((2, 2),) * len(channels))
+        layers += [nn.Conv2d(channels[-1], squeeze, 1, bias=False), nn.BatchNorm2d(squeeze), nn.ReLU(inplace=True)]
         self.features = nn.Sequential(*layers)
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(squeeze * h * w, spec.positions * (len(spec.classes) + 1))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        # image: (B, H, W, 3) uint8 -> gray in [-1, 1], (B, 1, H, W)
-        x = image.float().mean(dim=3, keepdim=True) * (1 / 127.5) - 1.0
-        x = x.permute(0, 3, 1, 2)
-        x = self.features(x)  # (B, squeeze, h, w)
+        x = self.features(to_gray(image))  # (B, squeeze, h, w)
         x = self.head(self.dropout(x.flatten(1)))
         return x.view(x.shape[0], self.spec.positions, len(self.spec.classes) + 1)
+
+
+class CaptchaCTC(nn.Module):
+    """Conv blocks down to 1/8 of the width, then one linear classifier per column (CTC).
+
+    The last block pools only the height, so the steps are 8 px apart: about
+    three per glyph, enough for CTC to put a blank between repeated symbols.
+    The classifier sees the whole column (every row, every channel).
+    """
+
+    decoder = "ctc"
+
+    def __init__(self, spec: ModelSpec, channels: tuple[int, ...], dropout: float) -> None:
+        super().__init__()
+        self.spec = spec
+        pools = ((2, 2),) * (len(channels) - 1) + ((2, 1),)
+        self.features = nn.Sequential(*conv_blocks(channels, pools))
+        self.rows = spec.height >> len(channels)
+        self.steps = spec.width >> (len(channels) - 1)
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(self.rows * channels[-1], len(spec.classes) + 1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = self.features(to_gray(image))  # (B, C, rows, steps)
+        x = x.permute(0, 3, 2, 1).flatten(2)  # (B, steps, rows * C), rows-major like NHWC
+        return self.head(self.dropout(x))
 
 
 ARCHS: dict[str, Callable[[ModelSpec], nn.Module]] = {}
@@ -91,6 +134,30 @@ def cnn_tiny(spec: ModelSpec) -> nn.Module:
 def cnn_small(spec: ModelSpec) -> nn.Module:
     """The shipped architecture: about 150k parameters, ~0.3 MB as float16."""
     return CaptchaCNN(spec, channels=(16, 32, 64, 96), squeeze=32, dropout=0.1)
+
+
+@register("ctc-small")
+def ctc_small(spec: ModelSpec) -> nn.Module:
+    """The variable-length reader: about 110k parameters, 20 CTC steps over 160 px."""
+    return CaptchaCTC(spec, channels=(16, 32, 64, 96), dropout=0.1)
+
+
+@register("ctc-tiny")
+def ctc_tiny(spec: ModelSpec) -> nn.Module:
+    """A few thousand parameters: for tests of the CTC path, not for accuracy."""
+    return CaptchaCTC(spec, channels=(8, 16, 24, 32), dropout=0.0)
+
+
+def greedy_decode(logits: torch.Tensor, decoder: str, blank: int) -> list[list[int]]:
+    """Class indices of each string: up to the first blank (positions) or collapsed (ctc)."""
+    best = logits.argmax(-1).tolist()
+    out = []
+    for row in best:
+        if decoder == "positions":
+            out.append(row[: row.index(blank)] if blank in row else row)
+        else:
+            out.append([c for k, c in enumerate(row) if c != blank and (k == 0 or c != row[k - 1])])
+    return out
 
 
 def build(spec: ModelSpec) -> nn.Module:

@@ -32,6 +32,7 @@ from .errors import ImageError, ModelError
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 DEFAULT_MODEL = "gnuboard5"
 FORMAT_VERSION = "1"  # the kcaptcha.format this reader understands (written by export.py)
+DECODERS = ("positions", "ctc")
 # Refuse images whose header declares more pixels than this, before decoding them. Captchas are
 # ~160x92; 1 MP leaves room for screenshots yet keeps one decode under ~3 MB of RGB.
 MAX_PIXELS = 1_000_000
@@ -61,6 +62,7 @@ class ModelInfo:
     length_max: int
     width: int
     height: int
+    decoder: str  # "positions" (step k is character k) or "ctc" (column steps; see model.py)
     bytes: int  # file size
     accuracy: float | None  # % on the real PHP sample, from the model card NAME.md next to the file
 
@@ -138,10 +140,13 @@ def _load(path: Path, threads: int) -> tuple[ort.InferenceSession, ModelInfo]:
             classes=meta["kcaptcha.classes"], length_min=int(meta["kcaptcha.length_min"]),
             length_max=int(meta["kcaptcha.length_max"]), width=int(meta["kcaptcha.width"]),
             height=int(meta["kcaptcha.height"]), bytes=path.stat().st_size,
+            decoder=meta.get("kcaptcha.decoder", "positions"),  # the first exports did not write it
             accuracy=card_accuracy(path.with_suffix(".md")),
         )
     except (KeyError, ValueError) as exc:
         raise ModelError(f"{path} has incomplete kcaptcha metadata ({exc})") from exc
+    if info.decoder not in DECODERS:
+        raise ModelError(f"{path} needs decoder {info.decoder!r}; this version knows {', '.join(DECODERS)}")
     return session, info
 
 
@@ -240,10 +245,12 @@ class Solver:
         if not self.auto:
             return self.info
         h, w = arr.shape[:2]
-        same = [m for m in self.models.values() if (m.width, m.height) == (w, h)]
-        if not same:  # no exact size: the closest aspect ratio, then resize
-            best = min(abs(np.log((m.width / m.height) / (w / h))) for m in self.models.values())
-            same = [m for m in self.models.values() if abs(np.log((m.width / m.height) / (w / h))) == best]
+
+        def misfit(m: ModelInfo) -> tuple[bool, float]:  # the exact size first, else the closest aspect
+            return (m.width, m.height) != (w, h), round(abs(float(np.log(m.width * h / (m.height * w)))), 6)
+
+        best = min(map(misfit, self.models.values()))
+        same = [m for m in self.models.values() if misfit(m) == best]
         if len(same) == 1:
             return same[0]
         ink = _ink_width(arr) * same[0].width / w
@@ -259,7 +266,10 @@ def to_rgb_array(image: ImageInput, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         return _array_rgb(image, max_pixels)
     if isinstance(image, Image.Image):
         _check_size(image.size, max_pixels)
-        return np.asarray(image.convert("RGB"))
+        try:
+            return np.asarray(image.convert("RGB"))
+        except (ValueError, OSError) as exc:  # an unsupported mode, or a lazy image whose file is bad
+            raise ImageError(f"cannot convert this {image.mode} image to RGB: {exc}") from exc
     if isinstance(image, (bytes, bytearray, memoryview)):
         data = bytes(image)
     elif isinstance(image, (str, os.PathLike)):
@@ -333,20 +343,33 @@ def _ink_width(arr: np.ndarray) -> int:
     return int(cols[-1] - cols[0] + 1) if cols.size else 0
 
 
+def _char_steps(best: np.ndarray, probs: np.ndarray, decoder: str, none: int) -> list[int]:
+    """The step that reads each character: positions up to the first "none", or for CTC the most
+    confident step of each run of one symbol (runs collapse, "none" is the blank)."""
+    if decoder == "positions":
+        stop = np.flatnonzero(best == none)
+        return list(range(int(stop[0]) if stop.size else len(best)))
+    steps, start = [], 0
+    for end in [*np.flatnonzero(best[1:] != best[:-1]) + 1, len(best)]:
+        if best[start] != none:
+            steps.append(start + int(probs[start:end, best[start]].argmax()))
+        start = end
+    return steps
+
+
 def _decode(probs: np.ndarray, info: ModelInfo, resized: bool) -> Result:
-    """probs [P, K+1] -> text up to the first "none", with per-character confidence and alternatives."""
+    """probs [steps, K+1] -> text, with per-character confidence and alternatives."""
     none = len(info.classes)
     best = probs.argmax(axis=1)
-    stop = np.flatnonzero(best == none)
-    n = int(stop[0]) if stop.size else len(best)
-    text = "".join(info.classes[k] for k in best[:n])
-    conf = tuple(round(float(probs[i, best[i]]), 4) for i in range(n))
+    steps = _char_steps(best, probs, info.decoder, none)
+    text = "".join(info.classes[best[s]] for s in steps)
+    conf = tuple(round(float(probs[s, best[s]]), 4) for s in steps)
     alts = []
-    for i in range(n):
-        if conf[i] >= LOW_CONFIDENCE:
+    for s, c in zip(steps, conf, strict=True):
+        if c >= LOW_CONFIDENCE:
             alts.append(())
             continue
-        order = [k for k in np.argsort(-probs[i]) if k != best[i] and probs[i, k] >= ALTERNATIVE_MIN]
-        order = order[:ALTERNATIVES_MAX]
-        alts.append(tuple((info.classes[k] if k < none else "", round(float(probs[i, k]), 4)) for k in order))
+        order = [k for k in np.argsort(-probs[s]) if k != best[s] and probs[s, k] >= ALTERNATIVE_MIN]
+        alts.append(tuple((info.classes[k] if k < none else "", round(float(probs[s, k]), 4))
+                          for k in order[:ALTERNATIVES_MAX]))
     return Result(text, conf, tuple(alts), info.name, 0.0, resized)

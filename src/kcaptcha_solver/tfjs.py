@@ -10,9 +10,12 @@ the page has no architecture code, and a new model is only a new folder.
 The graph, in NHWC (TensorFlow's layout; ``tf.browser.fromPixels`` gives int32)::
 
     image int32 [N,H,W,3] -> Cast -> 1x1 _FusedConv2D (mean of RGB, x/127.5 - 1)
-      -> (_FusedConv2D 3x3 with BatchNorm folded in, Relu -> MaxPool 2x2) * blocks
-      -> _FusedConv2D 1x1 squeeze, Relu -> Reshape [N, h*w*C] -> _FusedMatMul (+bias)
-      -> Reshape [N, positions, classes+1] -> Softmax = probs
+      -> (_FusedConv2D 3x3 with BatchNorm folded in, Relu -> MaxPool) * blocks
+      -> positions head: [_FusedConv2D 1x1 squeeze, Relu] -> Reshape [N, h*w*C] -> _FusedMatMul
+         ctc head: _FusedConv2D with an (h, 1) VALID kernel = the linear layer on every column
+      -> Reshape [N, steps, classes+1] -> Softmax = probs
+
+The metadata's ``decoder`` says how to read the steps (see model.py).
 """
 
 from __future__ import annotations
@@ -70,8 +73,8 @@ class _Graph:
         self.nodes.append({"name": name, "op": op, "input": inputs, "attr": attr})
         return name
 
-    def conv(self, name: str, x: str, kernel: np.ndarray, bias: np.ndarray, relu: bool) -> str:
-        """A stride-1 SAME convolution with bias (and Relu) in one kernel; ``kernel`` is HWIO."""
+    def conv(self, name: str, x: str, kernel: np.ndarray, bias: np.ndarray, relu: bool, padding: str = "SAME") -> str:
+        """A stride-1 convolution with bias (and Relu) in one kernel; ``kernel`` is HWIO."""
         k = self.const(f"{name}/kernel", kernel.astype(np.float32))
         b = self.const(f"{name}/bias", bias.astype(np.float32))
         fused = [_s("BiasAdd")] + ([_s("Relu")] if relu else [])
@@ -81,7 +84,7 @@ class _Graph:
             [x, k, b],
             T={"type": "DT_FLOAT"},
             strides=_ints([1, 1, 1, 1]),
-            padding={"s": _s("SAME")},
+            padding={"s": _s(padding)},
             data_format={"s": _s("NHWC")},
             dilations=_ints([1, 1, 1, 1]),
             use_cudnn_on_gpu={"b": True},
@@ -125,21 +128,22 @@ def _check_conv(conv: nn.Conv2d) -> None:
         raise ModelError(f"the TF.js exporter only writes stride-1 'same' convolutions, not {conv}")
 
 
-def _is_pool2(pool: nn.MaxPool2d) -> bool:
-    """torch's MaxPool2d(2): TF's 2x2 VALID max pool (both round odd sizes down)."""
-    two = (2, (2, 2))
-    return pool.kernel_size in two and pool.stride in two and pool.padding == 0 and not pool.ceil_mode
+def _pool_size(pool: nn.MaxPool2d) -> tuple[int, int] | None:
+    """(kh, kw) of a torch max pool that TF's VALID MaxPool matches (both round odd sizes down)."""
+
+    def pair(v: int | tuple[int, ...]) -> tuple[int, ...]:
+        return (v, v) if isinstance(v, int) else tuple(v)
+
+    size = pair(pool.kernel_size)
+    plain = pair(pool.stride) == size and pair(pool.padding) == (0, 0) and pair(pool.dilation) == (1, 1)
+    return size if plain and not pool.ceil_mode else None
 
 
 def build_graph(model: nn.Module, float16: bool = True) -> tuple[list[dict], list[dict], bytes]:
-    """GraphDef nodes, weight specs and weight bytes for a CaptchaCNN (evaluated in eval mode)."""
+    """GraphDef nodes, weight specs and weight bytes for a CaptchaCNN or CaptchaCTC (put in eval mode)."""
     spec = getattr(model, "spec", None)
-    if (
-        spec is None
-        or not hasattr(model, "features")
-        or not isinstance(getattr(model, "head", None), nn.Linear)
-    ):
-        raise ModelError("the TF.js exporter needs a CaptchaCNN (features, head, spec)")
+    if spec is None or not hasattr(model, "features") or not isinstance(getattr(model, "head", None), nn.Linear):
+        raise ModelError("the TF.js exporter needs a model from kcaptcha_solver.model (features, head, spec)")
     model = model.eval()
     g = _Graph(float16)
     g.op(
@@ -149,9 +153,7 @@ def build_graph(model: nn.Module, float16: bool = True) -> tuple[list[dict], lis
         dtype={"type": "DT_INT32"},
         shape={"shape": {"dim": [{"size": str(d)} for d in (-1, spec.height, spec.width, 3)]}},
     )
-    x = g.op(
-        "cast", "Cast", ["image"], SrcT={"type": "DT_INT32"}, DstT={"type": "DT_FLOAT"}, Truncate={"b": False}
-    )
+    x = g.op("cast", "Cast", ["image"], SrcT={"type": "DT_INT32"}, DstT={"type": "DT_FLOAT"}, Truncate={"b": False})
     # gray = mean(R, G, B) / 127.5 - 1 as a 1x1 convolution: one kernel the page needs anyway.
     x = g.conv("gray", x, np.full((1, 1, 3, 1), 1 / (3 * 127.5), np.float32), np.array([-1.0]), relu=False)
     h, w, c = spec.height, spec.width, 1
@@ -161,58 +163,75 @@ def build_graph(model: nn.Module, float16: bool = True) -> tuple[list[dict], lis
         while i < len(layers):
             layer = layers[i]
             name = f"block{i}"
-            if (
-                isinstance(layer, nn.Conv2d)
-                and i + 1 < len(layers)
-                and isinstance(layers[i + 1], nn.BatchNorm2d)
-            ):
+            if isinstance(layer, nn.Conv2d) and i + 1 < len(layers) and isinstance(layers[i + 1], nn.BatchNorm2d):
                 _check_conv(layer)
                 kernel, bias = _fold_bn(layer, layers[i + 1])
                 relu = i + 2 < len(layers) and isinstance(layers[i + 2], nn.ReLU)
                 x = g.conv(f"{name}/conv", x, kernel, bias, relu)
                 c = layer.out_channels
                 i += 3 if relu else 2
-            elif isinstance(layer, nn.MaxPool2d) and _is_pool2(layer):
+            elif isinstance(layer, nn.MaxPool2d) and _pool_size(layer):
+                kh, kw = _pool_size(layer)
                 x = g.op(
                     f"{name}/pool",
                     "MaxPool",
                     [x],
                     T={"type": "DT_FLOAT"},
-                    ksize=_ints([1, 2, 2, 1]),
-                    strides=_ints([1, 2, 2, 1]),
+                    ksize=_ints([1, kh, kw, 1]),
+                    strides=_ints([1, kh, kw, 1]),
                     padding={"s": _s("VALID")},
                     data_format={"s": _s("NHWC")},
                 )
-                h, w = h // 2, w // 2
+                h, w = h // kh, w // kw
                 i += 1
             else:
                 raise ModelError(f"the TF.js exporter cannot write layer {i}: {layer}")
         head: nn.Linear = model.head
-        if head.in_features != c * h * w:
-            raise ModelError(f"head expects {head.in_features} features, the conv stack gives {c}x{h}x{w}")
-        # torch flattens (C, h, w); NHWC flattens (h, w, C): reorder the weight's input columns.
-        weight = head.weight.reshape(head.out_features, c, h, w).permute(2, 3, 1, 0).reshape(h * w * c, -1)
-        flat = g.const("flatten/shape", np.array([-1, h * w * c], np.int32))
-        x = g.op("flatten", "Reshape", [x, flat], T={"type": "DT_FLOAT"}, Tshape={"type": "DT_INT32"})
-        wt = g.const("head/weight", weight.numpy())
-        bt = g.const("head/bias", head.bias.numpy())
-        x = g.op(
-            "head",
-            "_FusedMatMul",
-            [x, wt, bt],
-            T={"type": "DT_FLOAT"},
-            transpose_a={"b": False},
-            transpose_b={"b": False},
-            fused_ops={"list": {"s": [_s("BiasAdd")]}},
-            num_args={"i": "1"},
-            epsilon={"f": 0.0},
-        )
-    k = len(spec.classes) + 1
-    shape = g.const("logits/shape", np.array([-1, spec.positions, k], np.int32))
+        k = len(spec.classes) + 1
+        if getattr(model, "decoder", "positions") == "ctc":
+            x, steps = _ctc_head(g, x, head, c, h, w)
+        else:
+            x, steps = _positions_head(g, x, head, c, h, w), spec.positions
+    shape = g.const("logits/shape", np.array([-1, steps, k], np.int32))
     x = g.op("logits", "Reshape", [x, shape], T={"type": "DT_FLOAT"}, Tshape={"type": "DT_INT32"})
     g.op("probs", "Softmax", [x], T={"type": "DT_FLOAT"})
     specs, data = g.manifest_and_bytes()
     return g.nodes, specs, data
+
+
+def _positions_head(g: _Graph, x: str, head: nn.Linear, c: int, h: int, w: int) -> str:
+    """One linear layer over the whole feature map: [N, h, w, C] -> [N, positions * (K+1)]."""
+    if head.in_features != c * h * w:
+        raise ModelError(f"head expects {head.in_features} features, the conv stack gives {c}x{h}x{w}")
+    # torch flattens (C, h, w); NHWC flattens (h, w, C): reorder the weight's input columns.
+    weight = head.weight.reshape(head.out_features, c, h, w).permute(2, 3, 1, 0).reshape(h * w * c, -1)
+    flat = g.const("flatten/shape", np.array([-1, h * w * c], np.int32))
+    x = g.op("flatten", "Reshape", [x, flat], T={"type": "DT_FLOAT"}, Tshape={"type": "DT_INT32"})
+    wt = g.const("head/weight", weight.numpy())
+    bt = g.const("head/bias", head.bias.numpy())
+    return g.op(
+        "head",
+        "_FusedMatMul",
+        [x, wt, bt],
+        T={"type": "DT_FLOAT"},
+        transpose_a={"b": False},
+        transpose_b={"b": False},
+        fused_ops={"list": {"s": [_s("BiasAdd")]}},
+        num_args={"i": "1"},
+        epsilon={"f": 0.0},
+    )
+
+
+def _ctc_head(g: _Graph, x: str, head: nn.Linear, c: int, h: int, w: int) -> tuple[str, int]:
+    """The same linear layer on every column: a VALID conv with an (h, 1) kernel -> [N, 1, w, K+1].
+
+    torch reads column features rows-major, (h, C), which is the HWIO kernel's order: no
+    Transpose op, and no kernel beyond the convolutions the page has anyway.
+    """
+    if head.in_features != h * c:
+        raise ModelError(f"column head expects {head.in_features} features, the conv stack gives {h}x{c}")
+    kernel = head.weight.reshape(head.out_features, h, c).permute(1, 2, 0).reshape(h, 1, c, -1)
+    return g.conv("head", x, kernel.numpy(), head.bias.numpy(), relu=False, padding="VALID"), w
 
 
 def _normalise(metadata: dict) -> dict:
@@ -242,6 +261,9 @@ def write_graph_model(model: nn.Module, out_dir: str | Path, metadata: dict, flo
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / WEIGHTS_BIN).write_bytes(data)
+    decoder = getattr(model, "decoder", "positions")
+    if meta.setdefault("decoder", decoder) != decoder:
+        raise ModelError(f"metadata decoder {meta['decoder']!r} differs from the model's {decoder!r}")
     info = dict(meta, positions=spec.positions, format_version=FORMAT_VERSION, input="image", output="probs")
     doc = {
         "format": "graph-model",

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .errors import ConfigError, KcaptchaError
 from .generator import CaptchaConfig, Generator, config_from_dict, get_preset
-from .model import ModelSpec, build
+from .model import ModelSpec, build, greedy_decode
 
 RESERVED_SEEDS = range(70_000_000, 90_000_000)
 
@@ -115,21 +115,42 @@ def make_validation(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
     return images, targets
 
 
+def loss_fn(model: nn.Module, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy per position, or CTC with the "none" class as blank."""
+    blank = logits.shape[-1] - 1
+    if model.decoder == "positions":
+        return nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
+    log_probs = logits.log_softmax(-1).transpose(0, 1)  # (steps, B, K+1)
+    steps = torch.full((logits.shape[0],), logits.shape[1], dtype=torch.long)
+    return nn.functional.ctc_loss(log_probs, targets, steps, (targets != blank).sum(1), blank=blank,
+                                  zero_infinity=True)
+
+
+def score(model: nn.Module, logits: torch.Tensor, targets: torch.Tensor) -> tuple[int, int, int]:
+    """(strings right, characters right at their position, characters) for one batch."""
+    blank = logits.shape[-1] - 1
+    right = chars_right = chars = 0
+    for pred, truth in zip(greedy_decode(logits, model.decoder, blank), targets.tolist(), strict=True):
+        truth = [c for c in truth if c != blank]
+        right += pred == truth
+        chars_right += sum(p == t for p, t in zip(pred, truth, strict=False))
+        chars += len(truth)
+    return right, chars_right, chars
+
+
 @torch.no_grad()
 def evaluate_tensors(model: nn.Module, images: torch.Tensor, targets: torch.Tensor, batch: int = 500):
-    """(full-string accuracy, per-position accuracy, mean loss) on tensors."""
+    """(full-string accuracy, per-character accuracy, mean loss) on tensors."""
     model.eval()
-    correct = chars = 0
+    right = chars_right = chars = 0
     loss = 0.0
     for i in range(0, len(images), batch):
         logits = model(images[i : i + batch])
         t = targets[i : i + batch]
-        loss += nn.functional.cross_entropy(logits.flatten(0, 1), t.flatten(), reduction="sum").item()
-        pred = logits.argmax(-1)
-        correct += (pred == t).all(dim=1).sum().item()
-        chars += (pred == t).sum().item()
-    n = len(images)
-    return correct / n, chars / targets.numel(), loss / targets.numel()
+        loss += loss_fn(model, logits, t).item() * len(t)
+        r, cr, c = score(model, logits, t)
+        right, chars_right, chars = right + r, chars_right + cr, chars + c
+    return right / len(images), chars_right / chars, loss / len(images)
 
 
 def save_checkpoint(path: Path, model: nn.Module, spec: ModelSpec, cfg: TrainConfig, **extra) -> None:
@@ -165,7 +186,7 @@ def plot_curves(rows: list[dict], path: Path) -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
     a.plot(ep, [r["train_loss"] for r in rows], label="train")
     a.plot(ep, [r["val_loss"] for r in rows], label="validation")
-    a.set(xlabel="epoch", ylabel="cross-entropy per position", yscale="log", title="loss")
+    a.set(xlabel="epoch", ylabel="loss (cross-entropy or CTC)", yscale="log", title="loss")
     a.legend()
     b.plot(ep, [100 * r["val_acc"] for r in rows], label="full string")
     b.plot(ep, [100 * r["val_char_acc"] for r in rows], label="per character")
@@ -219,14 +240,14 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, p
         run_loss = 0.0
         for step, (images, targets) in enumerate(bar, 1):
             logits = model(images)
-            loss = nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
+            loss = loss_fn(model, logits, targets)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             run_loss += loss.item()
             if step % 10 == 0:
-                acc = (logits.argmax(-1) == targets).all(1).float().mean().item()
+                acc = score(model, logits.detach(), targets)[0] / len(targets)
                 bar.set_postfix(loss=f"{run_loss / step:.4f}", acc=f"{acc:.3f}")
         val_acc, val_char, val_loss = evaluate_tensors(model, val_images, val_targets)
         wall += time.time() - t0
@@ -235,9 +256,9 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, p
                "val_acc": val_acc, "val_char_acc": val_char}
         history.append(row)
         # Ties in accuracy are common near the end: the lower validation loss wins them.
-        score = val_acc - 1e-3 * min(val_loss, 1.0)
-        if score > best:
-            best = score
+        rank = val_acc - 1e-3 * min(val_loss, 1.0)
+        if rank > best:
+            best = rank
             save_checkpoint(out / "best.pt", model, spec, cfg, metrics=row)
         save_checkpoint(last, model, spec, cfg, optimizer=opt.state_dict(), scheduler=sched.state_dict(),
                         history=history, epoch=epoch, best=best, wall=wall)

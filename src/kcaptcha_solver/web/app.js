@@ -136,23 +136,43 @@ async function readPixels(blob, size) {
   return { rgb, width, height, natural };
 }
 
-/** Per position: the best class, up to the first "no character"; the next best as alternatives. */
-function decode(data, positions, classes) {
+/**
+ * probs [steps, K+1] -> characters, as solver.py reads them. decoder "positions": step k is character
+ * k, up to the first "none". "ctc": runs of one symbol collapse, "none" is the blank, and each
+ * character is read at the most confident step of its run. Alternatives: the next best classes.
+ */
+function decode(data, steps, classes, decoder) {
   const k = classes.length + 1;
-  const chars = [];
-  for (let p = 0; p < positions; p++) {
-    const row = Array.from(data.subarray(p * k, (p + 1) * k));
-    let best = 0;
-    for (let c = 1; c < k; c++) if (row[c] > row[best]) best = c;
-    if (best === k - 1) break;
-    const alternatives = row
-      .map((prob, c) => ({ ch: c === k - 1 ? '∅' : classes[c], prob, c }))
-      .filter((a) => a.c !== best && a.prob >= 0.02)
-      .sort((a, b) => b.prob - a.prob)
-      .slice(0, 3);
-    chars.push({ ch: classes[best], prob: row[best], alternatives });
+  const none = k - 1;
+  const rows = [];
+  const best = [];
+  for (let s = 0; s < steps; s++) {
+    const row = data.subarray(s * k, (s + 1) * k);
+    let b = 0;
+    for (let c = 1; c < k; c++) if (row[c] > row[b]) b = c;
+    rows.push(row);
+    best.push(b);
   }
-  return chars;
+  const picked = [];
+  if (decoder === 'ctc') {
+    for (let start = 0, end = 1; start < steps; start = end, end = start + 1) {
+      while (end < steps && best[end] === best[start]) end++;
+      if (best[start] === none) continue;
+      let at = start;
+      for (let s = start + 1; s < end; s++) if (rows[s][best[start]] > rows[at][best[start]]) at = s;
+      picked.push(at);
+    }
+  } else {
+    for (let s = 0; s < steps && best[s] !== none; s++) picked.push(s);
+  }
+  return picked.map((s) => ({
+    ch: classes[best[s]],
+    prob: rows[s][best[s]],
+    alternatives: Array.from(rows[s], (prob, c) => ({ ch: c === none ? '∅' : classes[c], prob, c }))
+      .filter((a) => a.c !== best[s] && a.prob >= 0.02)
+      .sort((a, b) => b.prob - a.prob)
+      .slice(0, 3),
+  }));
 }
 
 // -- solving ----------------------------------------------------------------------------------------
@@ -188,7 +208,7 @@ async function run(blob, name) {
   const t0 = performance.now();
   const { data, shape } = await predict(model, image.rgb, 1, meta.height, meta.width);
   const modelMs = performance.now() - t0;
-  const chars = decode(data, shape[1], meta.classes);
+  const chars = decode(data, shape[1], meta.classes, meta.decoder || 'positions');
   markOnce('first-answer');
   render(chars, { name, model: meta.name, why: why + scaled, modelMs, totalMs: performance.now() - started });
 }

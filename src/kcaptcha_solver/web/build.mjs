@@ -46,6 +46,7 @@ const result = await build({
   target: 'es2020',
   minify: true,
   legalComments: 'linked',
+  banner: { js: "performance.mark('bundle-start');" }, // download + compile | evaluation, for benchmarks
   metafile: true,
   // Node-only branches of tfjs (fs, worker_threads, ...) are never taken in a browser.
   external: ['fs', 'path', 'crypto', 'worker_threads', 'perf_hooks', 'os', 'util'],
