@@ -4,6 +4,7 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 SHARED  ?= $(abspath ../shared/real-kcaptcha)
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test setup-solve setup-dev web-build browser lint
 
@@ -24,8 +25,12 @@ web-build:
 	npm ci --no-audit --no-fund
 	npm run build
 
+# Debian's Chromium for the browser tests, and a TrueType font for `kcaptcha fonts build`'s test.
 browser:
-	@command -v chromium > /dev/null || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null)
+	@if ! command -v chromium > /dev/null || [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSerif-Bold.ttf ]; then \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-dejavu-core > /dev/null; \
+	fi
 
 demo: setup-solve web-build
 	$(BIN)/kcaptcha models

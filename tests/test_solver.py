@@ -13,14 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import PRESET_FOLDERS, sample_files
+from conftest import MIN_ACCURACY, PRESET_FOLDERS, sample_files
 from PIL import Image
 
 from kcaptcha_solver import ImageError, ModelError, Solver, shipped_models
 from kcaptcha_solver.solver import MODELS_DIR
 
-# Full-string accuracy the shipped models must keep on the 500 real images of their preset (issue 3).
-MIN_ACCURACY = {"gnuboard5": 99.8, "seed-l2": 100.0, "kcaptcha-default": 99.4}
 SIZES = {"gnuboard5": (160, 60), "seed-l2": (160, 60), "kcaptcha-default": (160, 92)}
 
 

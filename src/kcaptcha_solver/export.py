@@ -109,10 +109,11 @@ def _check_onnx(model: nn.Module, path: Path, images: np.ndarray) -> float:
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = sess.run(["probs"], {"image": images})[0]
     diff = float(np.abs(got - ref).max())
-    if (got.argmax(-1) != ref.argmax(-1)).any() or diff > ONNX_TOLERANCE:
+    answers_differ = bool((got.argmax(-1) != ref.argmax(-1)).any())
+    if answers_differ or diff > ONNX_TOLERANCE:
         raise KcaptchaError(
             f"ONNX export check failed: onnxruntime differs from torch (max |dp| = {diff:.2e}, "
-            f"tolerance {ONNX_TOLERANCE:.0e}, answers {'differ' if (got.argmax(-1) != ref.argmax(-1)).any() else 'agree'})"
+            f"tolerance {ONNX_TOLERANCE:.0e}, answers {'differ' if answers_differ else 'agree'})"
         )
     return diff
 
