@@ -37,10 +37,12 @@ def main() -> None:
     ap.add_argument("run", type=Path)
     ap.add_argument("--shared", type=Path, default=Path("../shared/real-kcaptcha"))
     ap.add_argument("--name")
+    ap.add_argument("--float32", action="store_true", help="keep float32 weights (when float16 fails the check)")
     args = ap.parse_args()
     cfg = TrainConfig(**json.loads((args.run / "train_config.json").read_text()))
     name = args.name or cfg.preset
-    written = export(args.run / "best.pt", MODELS, ("onnx", "tfjs"), name=name)
+    written = export(args.run / "best.pt", MODELS, ("onnx", "tfjs"), name=name, float16=not args.float32)
+    weights = "float32 weights" if args.float32 else "float16 weights, float32 arithmetic"
     onnx_path = written["onnx"]
     report, _ = evaluate(onnx_path, args.shared / cfg.preset)
     with open(args.run / "metrics.csv") as fh:
@@ -65,7 +67,7 @@ per character {100 * report.char_accuracy:.3f} %)
 | images seen | {cfg.train_samples:,} ({cfg.epochs} epochs x {cfg.steps_per_epoch} steps x {cfg.batch_size}) |
 | validation | {cfg.val_count:,} generated images from seed {cfg.val_seed:,}: best {100 * float(best['val_acc']):.2f} % at epoch {best['epoch']} |
 | wall time | {float(last['wall_s']) / 60:.1f} min for the whole run on this machine ({platform.machine()}, 2 cores, shared with other work) |
-| ONNX file | `{onnx_path.name}`, {onnx_path.stat().st_size:,} bytes (float16 weights, float32 arithmetic) |
+| ONNX file | `{onnx_path.name}`, {onnx_path.stat().st_size:,} bytes ({weights}) |
 | TF.js graph model | `tfjs/{name}/`, {tfjs_bytes:,} bytes |
 | measured by | `kcaptcha evaluate {args.shared / cfg.preset} --model {name}` |
 
