@@ -57,6 +57,17 @@ def test_train_export_evaluate_end_to_end(tmp_path, shared_dir, capsys):
                  "--batch-size", "48", "--val-count", "200", "--out", str(run), "--resume", "--quiet"]) == 0
     assert (run / "metrics.csv").read_text().splitlines() == rows
 
+    # --init fine-tunes from a checkpoint of the same task, and refuses one of another task
+    tuned = tmp_path / "tuned"
+    assert main(["train", "--preset", "seed-l2", "--arch", "cnn-tiny", "--epochs", "1", "--steps", "5",
+                 "--batch-size", "16", "--val-count", "50", "--seed", "3000000", "--init", str(run / "best.pt"),
+                 "--out", str(tuned), "--quiet"]) == 0
+    assert (tuned / "best.pt").is_file()
+    capsys.readouterr()
+    assert main(["train", "--preset", "gnuboard5", "--arch", "cnn-tiny", "--epochs", "1", "--steps", "5",
+                 "--init", str(run / "best.pt"), "--out", str(tmp_path / "wrong"), "--quiet"]) == 1
+    assert "for another task" in capsys.readouterr().err
+
     out = tmp_path / "export"
     assert main(["export", str(run / "best.pt"), "--out", str(out)]) == 0
     model = out / "seed-l2.onnx"

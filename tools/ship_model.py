@@ -29,6 +29,8 @@ FLAGS = {"preset": "--preset", "arch": "--arch", "epochs": "--epochs", "steps_pe
 def command(cfg: TrainConfig, out: str) -> str:
     """The ``kcaptcha train`` line that reproduces ``cfg`` (every value explicit)."""
     parts = ["kcaptcha train"] + [f"{flag} {getattr(cfg, key)}" for key, flag in FLAGS.items()]
+    if cfg.init:
+        parts.append(f"--init {cfg.init}")
     return " ".join(parts + [f"--out {out}"])
 
 
@@ -49,6 +51,13 @@ def main() -> None:
         rows = list(csv.DictReader(fh))
     best = max(rows, key=lambda r: float(r["val_acc"]))
     last = rows[-1]
+    started = ""
+    if cfg.init:
+        import torch
+
+        base = TrainConfig(**torch.load(cfg.init, map_location="cpu", weights_only=False)["train_config"])
+        started = (f"| started from | `{cfg.init}`, made by `{command(base, str(Path(cfg.init).parent))}`: "
+                   f"{base.train_samples:,} more images, seeds {base.seed:,} .. {base.seed + base.train_samples - 1:,} |\n")
     tfjs_bytes = sum(f.stat().st_size for f in written["tfjs"].rglob("*") if f.is_file())
     errors = "\n".join(f"| `{e['file']}` | `{e['truth']}` | `{e['prediction']}` |" for e in report.errors)
     card = f"""# Model `{name}`
@@ -63,7 +72,7 @@ per character {100 * report.char_accuracy:.3f} %)
 | | |
 |---|---|
 | command | `{command(cfg, str(args.run))}` (with `KCAPTCHA_FONTS` pointing at the atlases) |
-| training seeds | {cfg.seed:,} .. {cfg.seed + cfg.train_samples - 1:,} (fresh images every step, never the evaluation range 70M-90M) |
+{started}| training seeds | {cfg.seed:,} .. {cfg.seed + cfg.train_samples - 1:,} (fresh images every step, never the evaluation range 70M-90M) |
 | images seen | {cfg.train_samples:,} ({cfg.epochs} epochs x {cfg.steps_per_epoch} steps x {cfg.batch_size}) |
 | validation | {cfg.val_count:,} generated images from seed {cfg.val_seed:,}: best {100 * float(best['val_acc']):.2f} % at epoch {best['epoch']} |
 | wall time | {float(last['wall_s']) / 60:.1f} min for the whole run on this machine ({platform.machine()}, 2 cores, shared with other work) |

@@ -176,6 +176,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fonts", help="folder with the KCAPTCHA font atlases")
     p.add_argument("--out", default="runs/train", help="output folder (checkpoints, metrics.csv, curves.png)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--init", metavar="CHECKPOINT",
+                   help="start from these weights (fine-tune, e.g. a preset model for your site's config)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_run_train)
 
@@ -188,7 +190,7 @@ def _run_train(args: argparse.Namespace) -> int:
         preset=args.preset, arch=args.arch, epochs=args.epochs, steps_per_epoch=args.steps,
         batch_size=args.batch_size, lr=args.lr, seed=args.seed, val_seed=args.val_seed,
         val_count=args.val_count, workers=args.workers, threads=args.threads, fonts_dir=args.fonts,
-        config=config,
+        config=config, init=args.init,
     )
     cfg.check_seeds()
     cfg.captcha_config()  # a bad preset or --config fails here, before anything is written

@@ -47,6 +47,7 @@ class TrainConfig:
     threads: int = 0  # torch threads (0: torch's default)
     fonts_dir: str | None = None
     config: dict = field(default_factory=dict)  # CaptchaConfig fields for a custom site
+    init: str | None = None  # start from this checkpoint's weights (fine-tuning), with a fresh schedule
 
     @property
     def train_samples(self) -> int:
@@ -211,6 +212,11 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, p
     spec = ModelSpec(arch=cfg.arch, height=captcha.image_size[1], width=captcha.image_size[0],
                      positions=captcha.length[1], classes=captcha.classes)
     model = build(spec)
+    if cfg.init and not resume:
+        start, _ = load_checkpoint(cfg.init)
+        if start.spec != spec:
+            raise KcaptchaError(f"--init {cfg.init} is a {start.spec.arch} model for another task ({start.spec})")
+        model.load_state_dict(start.state_dict())
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total = cfg.epochs * cfg.steps_per_epoch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.15)
