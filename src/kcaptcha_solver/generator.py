@@ -355,11 +355,6 @@ class Generator:
             i += 1
 
 
-def with_overrides(config: CaptchaConfig, **changes) -> CaptchaConfig:
-    """A copy of ``config`` with some fields changed (validated again)."""
-    return replace(config, **changes)
-
-
 def _as_range(value) -> Range:
     """``5`` or ``[5, 5]`` -> ``(5, 5)``: JSON has no tuples, and a fixed value needs no pair."""
     if isinstance(value, int):
