@@ -160,8 +160,10 @@ def export(
     preset = ckpt.get("preset", "custom")
     tcfg = ckpt.get("train_config") or {}
     config = TrainConfig(**tcfg).captcha_config() if tcfg else get_preset(preset)
-    name = name or (preset if not (tcfg or {}).get("config") else "custom")
-    meta = metadata(model.spec, name, preset if not tcfg.get("config") else "custom", config, model.decoder)
+    if tcfg.get("config"):  # trained on a custom site configuration, not the preset itself
+        preset = "custom"
+    name = name or preset
+    meta = metadata(model.spec, name, preset, config, model.decoder)
     out = Path(out)
     images = check_images(config, fonts_dir)
     written: dict[str, Path] = {}

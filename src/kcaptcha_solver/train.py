@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -282,4 +281,4 @@ def describe(cfg: TrainConfig) -> str:
     """One line for logs: what is being trained on how many images."""
     return (f"{cfg.preset} / {cfg.arch}: {cfg.epochs} epochs x {cfg.steps_per_epoch} steps x "
             f"{cfg.batch_size} = {cfg.train_samples:,} images, seeds {cfg.seed}..{cfg.seed + cfg.train_samples - 1}"
-            f", validation {cfg.val_count} from {cfg.val_seed}; {math.ceil(cfg.train_samples / 1000)}k images")
+            f", validation {cfg.val_count} from {cfg.val_seed}")
