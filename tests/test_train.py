@@ -67,6 +67,9 @@ def test_train_export_evaluate_end_to_end(tmp_path, shared_dir, capsys):
     assert main(["train", "--preset", "gnuboard5", "--arch", "cnn-tiny", "--epochs", "1", "--steps", "5",
                  "--init", str(run / "best.pt"), "--out", str(tmp_path / "wrong"), "--quiet"]) == 1
     assert "for another task" in capsys.readouterr().err
+    assert main(["train", "--preset", "seed-l2", "--arch", "cnn-small", "--epochs", "1", "--steps", "5",
+                 "--init", str(run / "best.pt"), "--out", str(tmp_path / "wider"), "--quiet"]) == 1
+    assert "cnn-tiny weights do not fit cnn-small" in capsys.readouterr().err
 
     out = tmp_path / "export"
     assert main(["export", str(run / "best.pt"), "--out", str(out)]) == 0

@@ -13,7 +13,7 @@ import csv
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -213,9 +213,12 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, p
     model = build(spec)
     if cfg.init and not resume:
         start, _ = load_checkpoint(cfg.init)
-        if start.spec != spec:
-            raise KcaptchaError(f"--init {cfg.init} is a {start.spec.arch} model for another task ({start.spec})")
-        model.load_state_dict(start.state_dict())
+        if replace(start.spec, arch=spec.arch) != spec:
+            raise KcaptchaError(f"--init {cfg.init} is a model for another task ({start.spec})")
+        try:  # another architecture is fine when its weights fit, e.g. ctc-small -> ctc-fine
+            model.load_state_dict(start.state_dict())
+        except RuntimeError:
+            raise KcaptchaError(f"--init {cfg.init}: {start.spec.arch} weights do not fit {spec.arch}") from None
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total = cfg.epochs * cfg.steps_per_epoch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.15)
