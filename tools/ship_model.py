@@ -34,6 +34,27 @@ def command(cfg: TrainConfig, out: str) -> str:
     return " ".join(parts + [f"--out {out}"])
 
 
+def metrics(run: Path) -> list[dict]:
+    """The rows of a run's metrics.csv, one per epoch."""
+    with open(run / "metrics.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def ancestry(cfg: TrainConfig) -> str:
+    """Card rows for each run this one was fine-tuned from (``--init`` chains), nearest first."""
+    import torch
+
+    rows = ""
+    while cfg.init:
+        base = TrainConfig(**torch.load(cfg.init, map_location="cpu", weights_only=False)["train_config"])
+        run = Path(cfg.init).parent
+        minutes = float(metrics(run)[-1]["wall_s"]) / 60
+        rows += (f"| started from | `{cfg.init}`, made by `{command(base, str(run))}`: {base.train_samples:,} more "
+                 f"images, seeds {base.seed:,} .. {base.seed + base.train_samples - 1:,}, {minutes:.1f} min |\n")
+        cfg = base
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path)
@@ -47,17 +68,10 @@ def main() -> None:
     weights = "float32 weights" if args.float32 else "float16 weights, float32 arithmetic"
     onnx_path = written["onnx"]
     report, _ = evaluate(onnx_path, args.shared / cfg.preset)
-    with open(args.run / "metrics.csv") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = metrics(args.run)
     best = max(rows, key=lambda r: float(r["val_acc"]))
     last = rows[-1]
-    started = ""
-    if cfg.init:
-        import torch
-
-        base = TrainConfig(**torch.load(cfg.init, map_location="cpu", weights_only=False)["train_config"])
-        started = (f"| started from | `{cfg.init}`, made by `{command(base, str(Path(cfg.init).parent))}`: "
-                   f"{base.train_samples:,} more images, seeds {base.seed:,} .. {base.seed + base.train_samples - 1:,} |\n")
+    started = ancestry(cfg)
     tfjs_bytes = sum(f.stat().st_size for f in written["tfjs"].rglob("*") if f.is_file())
     errors = "\n".join(f"| `{e['file']}` | `{e['truth']}` | `{e['prediction']}` |" for e in report.errors)
     card = f"""# Model `{name}`
