@@ -109,12 +109,13 @@ def _check_onnx(model: nn.Module, path: Path, images: np.ndarray) -> float:
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = sess.run(["probs"], {"image": images})[0]
     diff = float(np.abs(got - ref).max())
-    # A near tie (torch's top two closer than the tolerance allows for) may flip under any rounding,
-    # e.g. in a barely trained model: only a flip where torch's answer is clear is a different answer.
+    # Within the tolerance an answer can flip only where torch's top two are closer than twice it (a
+    # near tie, e.g. in a barely trained model), so the tolerance alone decides; flips where torch's
+    # answer is clear are reported, as they tell a broken export from a slightly imprecise one.
     top2 = np.sort(ref, axis=-1)[..., -2:]
     clear = top2[..., 1] - top2[..., 0] > 2 * ONNX_TOLERANCE
     answers_differ = bool(((got.argmax(-1) != ref.argmax(-1)) & clear).any())
-    if answers_differ or diff > ONNX_TOLERANCE:
+    if diff > ONNX_TOLERANCE:
         raise KcaptchaError(
             f"ONNX export check failed: onnxruntime differs from torch (max |dp| = {diff:.2e}, "
             f"tolerance {ONNX_TOLERANCE:.0e}, answers {'differ' if answers_differ else 'agree'})"

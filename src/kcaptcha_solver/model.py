@@ -97,8 +97,8 @@ class CaptchaCTC(nn.Module):
     their own steps, and a repeated symbol a blank step between them, so
     ``step`` must be well under the distance between glyph centres: for
     kcaptcha-default (no spaces) 8 px is too coarse for 6.6 % of strings, 4 px
-    for 0.2 % (benchmarks/ctc_spacing.py). The classifier sees the whole column (every row,
-    every channel).
+    for 0.2 % (benchmarks/ctc_spacing.py). The classifier sees the whole
+    column (every row, every channel).
     """
 
     decoder = "ctc"
