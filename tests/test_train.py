@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import torch
 from PIL import Image
 
 from kcaptcha_solver.cli import main
@@ -41,6 +42,29 @@ def test_seed_ranges_are_checked_over_the_whole_run():
         cfg.check_seeds()
 
 
+@pytest.mark.parametrize("device", ["cuda", "tpu"])
+def test_train_refuses_a_device_it_cannot_use(device, tmp_path, capsys):
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    code = main(["train", "--preset", "seed-l2", "--device", device, "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert device in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_train_on_the_gpu_writes_a_cpu_checkpoint(tmp_path):
+    """--device auto picks the GPU; the checkpoint still loads (and exports) on a machine without one."""
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "seed-l2", "--arch", "cnn-tiny", "--epochs", "1", "--steps", "20",
+                 "--batch-size", "48", "--val-count", "100", "--workers", "2", "--out", str(run), "--quiet"]) == 0
+    ckpt = torch.load(run / "best.pt", weights_only=False)  # tensors come back where they were saved
+    assert all(t.device.type == "cpu" for t in ckpt["model"].values())
+    assert ckpt["metrics"]["device"] == torch.cuda.get_device_name()
+    assert main(["export", str(run / "best.pt"), "--out", str(tmp_path / "export")]) == 0
+
+
 @pytest.mark.slow
 def test_train_export_evaluate_end_to_end(tmp_path, shared_dir, capsys):
     """A real (tiny, short) run through every step of the pipeline, as CI's smoke test."""
@@ -52,6 +76,7 @@ def test_train_export_evaluate_end_to_end(tmp_path, shared_dir, capsys):
         assert (run / name).is_file()
     rows = (run / "metrics.csv").read_text().splitlines()
     assert len(rows) == 3 and rows[0].startswith("epoch,samples")
+    assert rows[0].endswith(",device") and rows[1].endswith(",cpu")
     # resume continues after the last finished epoch: nothing left to do, same history
     assert main(["train", "--preset", "seed-l2", "--arch", "cnn-tiny", "--epochs", "2", "--steps", "40",
                  "--batch-size", "48", "--val-count", "200", "--out", str(run), "--resume", "--quiet"]) == 0

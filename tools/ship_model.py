@@ -40,6 +40,14 @@ def metrics(run: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
+def hardware(rows: list[dict]) -> str:
+    """Where a run trained, from its metrics (runs older than the ``device`` column ran on this CPU)."""
+    device = rows[-1].get("device") or "cpu"
+    if device == "cpu":
+        return f"this machine's CPU ({platform.machine()}, 2 cores, shared with other work)"
+    return f"one {device} GPU, images drawn by its CPU cores"
+
+
 def ancestry(cfg: TrainConfig) -> str:
     """Card rows for each run this one was fine-tuned from (``--init`` chains), nearest first."""
     import torch
@@ -48,9 +56,11 @@ def ancestry(cfg: TrainConfig) -> str:
     while cfg.init:
         base = TrainConfig(**torch.load(cfg.init, map_location="cpu", weights_only=False)["train_config"])
         run = Path(cfg.init).parent
-        minutes = float(metrics(run)[-1]["wall_s"]) / 60
+        rows_base = metrics(run)
+        minutes = float(rows_base[-1]["wall_s"]) / 60
         rows += (f"| started from | `{cfg.init}`, made by `{command(base, str(run))}`: {base.train_samples:,} more "
-                 f"images, seeds {base.seed:,} .. {base.seed + base.train_samples - 1:,}, {minutes:.1f} min |\n")
+                 f"images, seeds {base.seed:,} .. {base.seed + base.train_samples - 1:,}, {minutes:.1f} min on "
+                 f"{hardware(rows_base)} |\n")
         cfg = base
     return rows
 
@@ -78,7 +88,7 @@ def main() -> None:
 
 Reads `{cfg.preset}` KCAPTCHA images ({cfg.captcha_config().image_size[0]}x{cfg.captcha_config().image_size[1]},
 {cfg.captcha_config().length[0]}-{cfg.captcha_config().length[1]} characters of `{cfg.captcha_config().classes}`).
-Architecture `{cfg.arch}` (see `kcaptcha_solver/model.py`), trained from scratch on CPU.
+Architecture `{cfg.arch}` (see `kcaptcha_solver/model.py`), trained from scratch{" and fine-tuned (the runs are listed below)" if started else ""}.
 
 **Accuracy**: {100 * report.accuracy:.2f} % on the shared real PHP sample ({report.correct}/{report.count} images;
 per character {100 * report.char_accuracy:.3f} %)
@@ -89,7 +99,7 @@ per character {100 * report.char_accuracy:.3f} %)
 {started}| training seeds | {cfg.seed:,} .. {cfg.seed + cfg.train_samples - 1:,} (fresh images every step, never the evaluation range 70M-90M) |
 | images seen | {cfg.train_samples:,} ({cfg.epochs} epochs x {cfg.steps_per_epoch} steps x {cfg.batch_size}) |
 | validation | {cfg.val_count:,} generated images from seed {cfg.val_seed:,}: best {100 * float(best['val_acc']):.2f} % at epoch {best['epoch']} |
-| wall time | {float(last['wall_s']) / 60:.1f} min for the whole run on this machine ({platform.machine()}, 2 cores, shared with other work) |
+| wall time | {float(last['wall_s']) / 60:.1f} min for the whole run on {hardware(rows)} |
 | ONNX file | `{onnx_path.name}`, {onnx_path.stat().st_size:,} bytes ({weights}) |
 | TF.js graph model | `tfjs/{name}/`, {tfjs_bytes:,} bytes |
 | measured by | `kcaptcha evaluate {args.shared / cfg.preset} --model {name}` |

@@ -173,6 +173,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-count", type=int, default=2000)
     p.add_argument("--workers", type=int, default=1, help="generator processes feeding the trainer")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    p.add_argument("--device", default="auto",
+                   help="auto (a GPU when torch sees one, else the CPU), cpu, or cuda[:N]")
     p.add_argument("--fonts", help="folder with the KCAPTCHA font atlases")
     p.add_argument("--out", default="runs/train", help="output folder (checkpoints, metrics.csv, curves.png)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
@@ -183,18 +185,18 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from .train import TrainConfig, describe, train
+    from .train import TrainConfig, describe, device_name, pick_device, train
 
     config = _read_config(args.config)
     cfg = TrainConfig(
         preset=args.preset, arch=args.arch, epochs=args.epochs, steps_per_epoch=args.steps,
         batch_size=args.batch_size, lr=args.lr, seed=args.seed, val_seed=args.val_seed,
-        val_count=args.val_count, workers=args.workers, threads=args.threads, fonts_dir=args.fonts,
-        config=config, init=args.init,
+        val_count=args.val_count, workers=args.workers, threads=args.threads, device=args.device,
+        fonts_dir=args.fonts, config=config, init=args.init,
     )
     cfg.check_seeds()
     cfg.captcha_config()  # a bad preset or --config fails here, before anything is written
-    print(describe(cfg), flush=True)
+    print(f"{describe(cfg)}, on {device_name(pick_device(cfg.device))}", flush=True)
     best = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
     print(f"best epoch {best['epoch']}: validation accuracy {100 * best['val_acc']:.2f}% -> {args.out}/best.pt")
     return 0

@@ -44,6 +44,7 @@ class TrainConfig:
     val_count: int = 2000
     workers: int = 1  # generator processes; the main process trains
     threads: int = 0  # torch threads (0: torch's default)
+    device: str = "auto"  # "auto": the GPU when torch sees one, else the CPU
     fonts_dir: str | None = None
     config: dict = field(default_factory=dict)  # CaptchaConfig fields for a custom site
     init: str | None = None  # start from this checkpoint's weights (fine-tuning), with a fresh schedule
@@ -68,6 +69,24 @@ class TrainConfig:
                     f"{name} seeds {lo}..{hi} overlap 70,000,000-89,999,999, which is reserved for "
                     "evaluation sets; pick another --seed / --val-seed"
                 )
+
+
+def pick_device(name: str) -> torch.device:
+    """The torch device for ``name`` ("auto", "cpu", "cuda", "cuda:1", ...); a clear error if absent."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device {name!r}: use auto, cpu or cuda") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda: torch sees no GPU (this torch build or machine has none)")
+    return device
+
+
+def device_name(device: torch.device) -> str:
+    """What ran the training, for the metrics and the model card."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 def targets_for(labels: list[str], classes: str, positions: int) -> np.ndarray:
@@ -121,7 +140,7 @@ def loss_fn(model: nn.Module, logits: torch.Tensor, targets: torch.Tensor) -> to
     if model.decoder == "positions":
         return nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
     log_probs = logits.log_softmax(-1).transpose(0, 1)  # (steps, B, K+1)
-    steps = torch.full((logits.shape[0],), logits.shape[1], dtype=torch.long)
+    steps = torch.full((logits.shape[0],), logits.shape[1], dtype=torch.long, device=logits.device)
     return nn.functional.ctc_loss(log_probs, targets, steps, (targets != blank).sum(1), blank=blank,
                                   zero_infinity=True)
 
@@ -156,7 +175,8 @@ def evaluate_tensors(model: nn.Module, images: torch.Tensor, targets: torch.Tens
 def save_checkpoint(path: Path, model: nn.Module, spec: ModelSpec, cfg: TrainConfig, **extra) -> None:
     """Write atomically: a crash mid-save must not destroy the last good checkpoint."""
     tmp = path.with_suffix(".tmp")
-    torch.save({"spec": spec.to_dict(), "model": model.state_dict(), "preset": cfg.preset,
+    weights = {k: v.cpu() for k, v in model.state_dict().items()}  # loadable without the GPU
+    torch.save({"spec": spec.to_dict(), "model": weights, "preset": cfg.preset,
                 "train_config": asdict(cfg), **extra}, tmp)
     os.replace(tmp, path)
 
@@ -207,6 +227,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, p
     captcha = cfg.captcha_config()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed input sizes: let cuDNN pick kernels
     torch.manual_seed(cfg.seed)
     spec = ModelSpec(arch=cfg.arch, height=captcha.image_size[1], width=captcha.image_size[0],
                      positions=captcha.length[1], classes=captcha.classes)
@@ -219,6 +241,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, p
             model.load_state_dict(start.state_dict())
         except RuntimeError:
             raise KcaptchaError(f"--init {cfg.init}: {start.spec.arch} weights do not fit {spec.arch}") from None
+    model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total = cfg.epochs * cfg.steps_per_epoch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total, pct_start=0.15)
@@ -235,18 +258,20 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, p
         history, start_epoch, best, wall = ckpt["history"], ckpt["epoch"] + 1, ckpt["best"], ckpt["wall"]
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    val_images, val_targets = make_validation(cfg)
+    val_images, val_targets = (t.to(device) for t in make_validation(cfg))
     per_epoch = cfg.steps_per_epoch * cfg.batch_size
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.time()
         stream = CaptchaStream(cfg, epoch * per_epoch, per_epoch)
         loader = DataLoader(stream, batch_size=None, num_workers=cfg.workers,
-                            persistent_workers=False, prefetch_factor=4 if cfg.workers else None)
+                            persistent_workers=False, prefetch_factor=4 if cfg.workers else None,
+                            pin_memory=device.type == "cuda")
         model.train()
         bar = tqdm(loader, total=cfg.steps_per_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
                    disable=not progress, leave=False)
         run_loss = 0.0
         for step, (images, targets) in enumerate(bar, 1):
+            images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
             logits = model(images)
             loss = loss_fn(model, logits, targets)
             opt.zero_grad(set_to_none=True)
@@ -261,7 +286,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, p
         wall += time.time() - t0
         row = {"epoch": epoch + 1, "samples": (epoch + 1) * per_epoch, "wall_s": round(wall, 1),
                "lr": sched.get_last_lr()[0], "train_loss": run_loss / max(step, 1), "val_loss": val_loss,
-               "val_acc": val_acc, "val_char_acc": val_char}
+               "val_acc": val_acc, "val_char_acc": val_char, "device": device_name(device)}
         history.append(row)
         # Ties in accuracy are common near the end: the lower validation loss wins them.
         rank = val_acc - 1e-3 * min(val_loss, 1.0)
