@@ -1,8 +1,9 @@
 """The TF.js graph model writer: the browser's numbers must be PyTorch's numbers.
 
-Each test model runs in Node through the same npm packages the page bundles
-(tfjs-core, tfjs-converter, tfjs-backend-wasm), loaded from our model.json and
-weights.bin, and is compared with the PyTorch model on the same pixels.
+Each test model runs in Node through tfjs-core and tfjs-backend-wasm (the page's
+runtime) with tfjs-converter's loadGraphModel, so the files follow the standard
+format, and is compared with the PyTorch model on the same pixels. The page's own
+executor is checked against the Python solver in test_web.py.
 """
 
 from __future__ import annotations

@@ -224,6 +224,31 @@ def test_image_given_while_loading_is_solved_once_ready(browser, server, shared_
         context.close()
 
 
+def test_a_graph_with_an_op_the_page_lacks_is_an_error(browser, bundle, tfjs_models, shared_dir, tmp_path) -> None:
+    """The page runs any graph made of the ops it knows; another op is an error that names it."""
+    models = tmp_path / "tfjs"
+    shutil.copytree(tfjs_models / "gnuboard5", models / "gnuboard5")
+    path = models / "gnuboard5" / "model.json"
+    doc = json.loads(path.read_text())
+    next(node for node in doc["modelTopology"]["node"] if node["op"] == "Softmax")["op"] = "Sigmoid"
+    path.write_text(json.dumps(doc))
+    httpd = site.make_server("127.0.0.1", 0, models)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        page.goto(f"http://127.0.0.1:{httpd.server_address[1]}/")
+        page.wait_for_function("document.body.dataset.state === 'ready'")
+        page.set_input_files("#file-input", str(sample_files(shared_dir / "gnuboard5")[0]))
+        page.wait_for_function(SETTLED)
+        assert page.evaluate("document.body.dataset.state") == "error"
+        assert "op Sigmoid" in page.text_content("#status")
+    finally:
+        context.close()
+        httpd.shutdown()
+        httpd.server_close()
+
+
 def test_offline_once_loaded_and_the_image_goes_nowhere(page, shared_dir) -> None:
     page.wait_for_function("performance.getEntriesByName('model-ready:gnuboard5').length > 0")
     requests: list[str] = []
@@ -271,7 +296,9 @@ def test_server_types_and_site_build(server, tfjs_models, tmp_path, capsys) -> N
         "examples/gnuboard5-1001.jpg",
     ):
         assert (out / name).is_file(), name
-    assert "models/gnuboard5/weights.bin" in (out / "index.html").read_text()  # preloaded
+    html = (out / "index.html").read_text()
+    assert "models/gnuboard5/weights.bin" in html  # preloaded
+    assert '<meta name="kcaptcha-first-model" content="gnuboard5">' in html  # downloaded first
 
 
 def test_kcaptcha_web_serves_the_page(bundle, tfjs_models) -> None:

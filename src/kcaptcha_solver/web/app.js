@@ -44,7 +44,7 @@ function download(name) {
 function getModel(name) {
   if (!state.models.has(name)) {
     const ready = Promise.all([download(name), state.backend]).then(async ([artifacts]) => {
-      const loaded = await loadModel(artifacts);
+      const loaded = loadModel(artifacts);
       markOnce(`model-ready:${name}`);
       // A model's first run sets up its kernels (~3x a later run): do that now unless an image waits.
       if (state.waiting === 0) {
@@ -361,6 +361,10 @@ async function loadCatalog() {
 }
 
 async function start() {
+  // The model that Auto starts with (site.py names it in index.html): its download goes first, so
+  // that it is not queued behind the runtime's start-up on this thread.
+  const first = document.querySelector('meta[name="kcaptcha-first-model"]');
+  if (first) download(first.content);
   const backend = initBackend(new URL('dist/', location.href).href).then(() => markOnce('runtime-ready'));
   state.backend = backend;
   state.ready = Promise.all([backend, loadCatalog()]);

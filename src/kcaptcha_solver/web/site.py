@@ -12,6 +12,7 @@ import json
 import shutil
 import threading
 import webbrowser
+from html import escape
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -82,11 +83,12 @@ def site_files(models_dir: Path = MODELS_DIR) -> dict[str, Path | bytes]:
         for p in sorted((Path(models_dir) / entry["name"]).iterdir()):
             files[f"models/{entry['name']}/{p.name}"] = p
     files["models/index.json"] = json.dumps({"models": models}, indent=1).encode()
-    # Auto starts with the first model: let the browser fetch its files while the script loads.
+    # Auto starts with the first model: let the browser fetch its files while the script loads, and
+    # name it for app.js, which asks for it before it starts the runtime.
     first = sorted(p.name for p in (Path(models_dir) / models[0]["name"]).iterdir())
     links = "\n".join(
-        f'  <link rel="preload" href="models/{models[0]["name"]}/{name}" as="fetch" crossorigin>'
-        for name in first
+        [f'  <meta name="kcaptcha-first-model" content="{escape(models[0]["name"])}">']
+        + [f'  <link rel="preload" href="models/{models[0]["name"]}/{name}" as="fetch" crossorigin>' for name in first]
     )
     html = (WEB_DIR / "index.html").read_text().replace("  <!-- model preload -->", links)
     files["index.html"] = files[""] = html.encode()
