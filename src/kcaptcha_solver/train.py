@@ -80,7 +80,7 @@ def pick_device(name: str) -> torch.device:
     except RuntimeError:
         raise ConfigError(f"unknown device {name!r}: use auto, cpu or cuda") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: torch sees no GPU (this torch build or machine has none)")
+        raise ConfigError(f"--device {name}: torch sees no GPU (this torch build or machine has none)")
     return device
 
 
@@ -228,6 +228,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, p
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
+    hardware = device_name(device)
     torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed input sizes: let cuDNN pick kernels
     torch.manual_seed(cfg.seed)
     spec = ModelSpec(arch=cfg.arch, height=captcha.image_size[1], width=captcha.image_size[0],
@@ -286,7 +287,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, p
         wall += time.time() - t0
         row = {"epoch": epoch + 1, "samples": (epoch + 1) * per_epoch, "wall_s": round(wall, 1),
                "lr": sched.get_last_lr()[0], "train_loss": run_loss / max(step, 1), "val_loss": val_loss,
-               "val_acc": val_acc, "val_char_acc": val_char, "device": device_name(device)}
+               "val_acc": val_acc, "val_char_acc": val_char, "device": hardware}
         history.append(row)
         # Ties in accuracy are common near the end: the lower validation loss wins them.
         rank = val_acc - 1e-3 * min(val_loss, 1.0)
