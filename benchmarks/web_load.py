@@ -55,7 +55,8 @@ PASTE_JS = """async ([b64, type]) => {
 # Runs before the page's own scripts: once the HTML is parsed, put FIRST_IMAGE into the file input.
 GIVE_JS = """document.addEventListener('readystatechange', () => {
   if (document.readyState !== 'interactive') return;
-  const bytes = Uint8Array.from(atob(%s), (c) => c.charCodeAt(0));
+  const b64 = %s;
+  const bytes = Uint8Array.fromBase64 ? Uint8Array.fromBase64(b64) : Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
   const data = new DataTransfer();
   data.items.add(new File([bytes], %s, { type: 'image/jpeg' }));
   document.getElementById('file-input').files = data.files;

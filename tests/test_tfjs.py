@@ -1,9 +1,11 @@
 """The TF.js graph model writer: the browser's numbers must be PyTorch's numbers.
 
-Each test model runs in Node through tfjs-core and tfjs-backend-wasm (the page's
-runtime) with tfjs-converter's loadGraphModel, so the files follow the standard
-format, and is compared with the PyTorch model on the same pixels. The page's own
-executor is checked against the Python solver in test_web.py.
+Each test model runs in Node twice, and both are compared with the PyTorch model on the
+same pixels: through tfjs-core and tfjs-backend-wasm with tfjs-converter's loadGraphModel,
+so the files follow the standard format; and through the page's own executor
+(web/runtime/index.js, the same wasm kernels without tfjs-core). In Node there is no
+Float16Array, so the page's fallback float16 decoder is the one checked here. The page
+itself is checked against the Python solver in test_web.py.
 """
 
 from __future__ import annotations
@@ -47,6 +49,25 @@ const y = model.execute(x);
 fs.writeFileSync(outFile, Buffer.from((await y.data()).buffer));
 console.log(JSON.stringify({ shape: y.shape, metadata: model.metadata }));
 """
+
+# The same through the page's runtime: the executor and kernels the browser runs.
+RUN_PAGE_JS = """
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { initBackend, loadModel, predict } from './src/kcaptcha_solver/web/runtime/index.js';
+const [dir, inFile, outFile, n, h, w] = process.argv.slice(1);
+await initBackend(path.resolve('node_modules/@tensorflow/tfjs-backend-wasm/dist') + path.sep);
+const doc = JSON.parse(fs.readFileSync(path.join(dir, 'model.json'), 'utf8'));
+const buffers = doc.weightsManifest.flatMap((group) => group.paths).map((name) => {
+  const bin = fs.readFileSync(path.join(dir, name));
+  return bin.buffer.slice(bin.byteOffset, bin.byteOffset + bin.length);
+});
+const { model } = loadModel({ doc, buffers });
+const { data, shape } = await predict(model, Int32Array.from(fs.readFileSync(inFile)), +n, +h, +w);
+fs.writeFileSync(outFile, Buffer.from(data.buffer));
+console.log(JSON.stringify({ shape, metadata: doc.userDefinedMetadata }));
+"""
+RUNTIMES = {"tfjs": RUN_JS, "page": RUN_PAGE_JS}
 
 SPECS = {  # the three shipped shapes
     "gnuboard5": ModelSpec("cnn-tiny", 60, 160, 6, "0123456789"),
@@ -97,7 +118,7 @@ def metadata(name: str, spec: ModelSpec, lengths: tuple[int, int]) -> dict:
     )
 
 
-def run_in_node(model_dir: Path, images: np.ndarray, tmp: Path) -> tuple[np.ndarray, dict]:
+def run_in_node(model_dir: Path, images: np.ndarray, tmp: Path, runtime: str) -> tuple[np.ndarray, dict]:
     n, h, w, _ = images.shape
     images.astype(np.uint8).tofile(tmp / "in.raw")
     done = subprocess.run(
@@ -105,7 +126,7 @@ def run_in_node(model_dir: Path, images: np.ndarray, tmp: Path) -> tuple[np.ndar
             "node",
             "--input-type=module",
             "-e",
-            RUN_JS,
+            RUNTIMES[runtime],
             str(model_dir),
             str(tmp / "in.raw"),
             str(tmp / "out.raw"),
@@ -134,13 +155,14 @@ def sample_images(spec: ModelSpec, shared_dir: Path, count: int = 12) -> np.ndar
 @pytest.mark.parametrize("arch", sorted(ARCHS))
 @pytest.mark.parametrize("name", sorted(SPECS))
 @pytest.mark.parametrize("float16", [True, False], ids=["float16", "float32"])
-def test_browser_runtime_matches_pytorch(node_modules, shared_dir, tmp_path, name, arch, float16) -> None:
+@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
+def test_browser_runtime_matches_pytorch(node_modules, shared_dir, tmp_path, runtime, name, arch, float16) -> None:
     spec = replace(SPECS[name], arch=arch)
     model = decisive_model(spec)
     out = tmp_path / "model"
     write_graph_model(model, out, metadata(name, spec, (spec.positions, spec.positions)), float16=float16)
     images = sample_images(spec, shared_dir)
-    probs, meta = run_in_node(out, images, tmp_path)
+    probs, meta = run_in_node(out, images, tmp_path, runtime)
     with torch.no_grad():
         expected = torch.softmax(model(torch.from_numpy(images)), -1).numpy()
     assert probs.shape == expected.shape

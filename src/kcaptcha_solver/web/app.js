@@ -180,7 +180,6 @@ function decode(data, steps, classes, decoder) {
 function solve(blob, label) {
   markOnce('image-given');
   const name = label || blob.name || 'pasted image';
-  showPreview(blob);
   if (document.body.dataset.state === 'loading') {
     $('status').textContent = 'Got it: solving as soon as the solver has loaded…';
   }
@@ -210,7 +209,7 @@ async function run(blob, name) {
   const modelMs = performance.now() - t0;
   const chars = decode(data, shape[1], meta.classes, meta.decoder || 'positions');
   markOnce('first-answer');
-  render(chars, { name, model: meta.name, why: why + scaled, modelMs, totalMs: performance.now() - started });
+  render(chars, { blob, name, model: meta.name, why: why + scaled, modelMs, totalMs: performance.now() - started });
 }
 
 function render(chars, info) {
@@ -241,6 +240,7 @@ function render(chars, info) {
   $('copy').disabled = text.length === 0;
   $('model-used').textContent = `${info.model} (${info.why})`;
   addHistory(info.name, text, info.model);
+  showPreview(info.blob);
   const answer = text ? `“${text}”` : 'no characters';
   setState('done', `${answer}: model ${info.modelMs.toFixed(1)} ms, ${info.totalMs.toFixed(0)} ms in all.`);
   // For scripts driving the page (tests, benchmarks/web_load.py): one event per answer.
@@ -371,6 +371,12 @@ async function start() {
   wireInputs(); // solves a file picked before this script ran
   await state.ready;
   if (document.body.dataset.state === 'loading') setState('ready', 'Ready: give me a captcha image.');
+  state.queue.finally(() => setTimeout(showThumbnails));
+}
+
+/** The examples' pictures are fetched after the first answer: they are not on the way to it. */
+function showThumbnails() {
+  for (const button of $('examples').querySelectorAll('button')) button.querySelector('img').src = button.dataset.src;
 }
 
 start().catch(fail);

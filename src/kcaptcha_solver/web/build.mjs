@@ -11,17 +11,6 @@ const dist = join(here, 'dist');
 const require = createRequire(import.meta.url);
 const wasmDir = dirname(require.resolve('@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm.wasm'));
 
-// Swap tfjs modules for smaller stand-ins in runtime/: core cut to the names used, no threads.
-const slim = {
-  name: 'slim-tfjs',
-  setup(b) {
-    b.onResolve({ filter: /^@tensorflow\/tfjs-core$/ }, () => ({ path: join(here, 'runtime', 'core.js') }));
-    b.onResolve({ filter: /wasm-out\/tfjs-backend-wasm-threaded-simd(\.worker)?\.js$/ }, () => ({
-      path: join(here, 'runtime', 'no_threads.js'),
-    }));
-  },
-};
-
 await rm(dist, { recursive: true, force: true });
 await mkdir(dist, { recursive: true });
 const result = await build({
@@ -40,7 +29,6 @@ const result = await build({
   // Node-only branches of tfjs (fs, worker_threads, ...) are never taken in a browser.
   external: ['fs', 'path', 'crypto', 'worker_threads', 'perf_hooks', 'os', 'util'],
   define: { 'process.env.NODE_ENV': '"production"' },
-  plugins: [slim],
 });
 for (const name of ['tfjs-backend-wasm.wasm', 'tfjs-backend-wasm-simd.wasm']) {
   await copyFile(join(wasmDir, name), join(dist, name));

@@ -1,31 +1,40 @@
-// The page's whole runtime: tfjs-core with the wasm backend and only the kernels our graphs use, and a
-// small executor for the TF.js graph models that kcaptcha_solver/tfjs.py writes. The executor knows
-// ops, not architectures: any graph made of the ops in OPS runs, and a new model is only a new file.
-import {
-  cast, env, fused, maxPool, registerKernel, reshape, setBackend, softmax, tensor, tidy,
-} from '@tensorflow/tfjs-core';
-import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm/dist/base';
-import { castConfig } from '@tensorflow/tfjs-backend-wasm/dist/kernels/Cast';
-import { fusedConv2DConfig } from '@tensorflow/tfjs-backend-wasm/dist/kernels/FusedConv2D';
-import { _fusedMatMulConfig } from '@tensorflow/tfjs-backend-wasm/dist/kernels/_FusedMatMul';
-import { identityConfig } from '@tensorflow/tfjs-backend-wasm/dist/kernels/Identity';
-import { maxPoolConfig } from '@tensorflow/tfjs-backend-wasm/dist/kernels/MaxPool';
-import { reshapeConfig } from '@tensorflow/tfjs-backend-wasm/dist/kernels/Reshape';
-import { softmaxConfig } from '@tensorflow/tfjs-backend-wasm/dist/kernels/Softmax';
+// The page's whole runtime: the WebAssembly kernels of @tensorflow/tfjs-backend-wasm (XNNPACK), called
+// directly, and a small executor for the TF.js graph models that kcaptcha_solver/tfjs.py writes. The
+// executor knows ops, not architectures: any graph made of the ops in OPS runs, and a new model is only a
+// new file. tfjs-core's engine (tensor bookkeeping, kernel registry, flags) is left out: on a first visit
+// its start-up and first-call costs were a fifth of the time to the first answer.
+import wasmFactory from '@tensorflow/tfjs-backend-wasm/wasm-out/tfjs-backend-wasm.js';
 
-for (const config of [
-  castConfig, fusedConv2DConfig, _fusedMatMulConfig, identityConfig,
-  maxPoolConfig, reshapeConfig, softmaxConfig,
-]) {
-  registerKernel(config);
-}
+// The smallest module that uses a SIMD instruction (a function returning v128.const 0): the browser
+// validates it only if it runs WebAssembly SIMD, and then gets the faster build of the kernels.
+const SIMD_PROBE = new Uint8Array([
+  0, 97, 115, 109, 1, 0, 0, 0, // magic, version
+  1, 5, 1, 96, 0, 1, 123, // types: () -> v128
+  3, 2, 1, 0, // one function of type 0
+  10, 22, 1, 20, 0, 253, 12, ...new Array(16).fill(0), 11, // its body: v128.const 0, end
+]);
 
-/** Start the wasm backend; `wasmDir` is the URL folder holding the .wasm files (ends with '/'). */
+// Must match FusableActivation in tfjs-backend-wasm (cc/fusable_activations.h).
+const ACTIVATIONS = { linear: 0, relu: 1 };
+
+let wasm = null; // the Emscripten module, once started
+let nextId = 1; // tensor ids the kernels know the buffers by
+
+/** Start the wasm kernels; `wasmDir` is the URL folder holding the .wasm files (ends with '/'). */
 export async function initBackend(wasmDir) {
-  // Threads need cross-origin isolation, and they made the first answer slower, not faster.
-  env().set('WASM_HAS_MULTITHREAD_SUPPORT', false);
-  setWasmPaths(wasmDir);
-  if (!(await setBackend('wasm'))) throw new Error('WebAssembly is not available in this browser');
+  if (wasm) return;
+  if (typeof WebAssembly !== 'object') throw new Error('WebAssembly is not available in this browser');
+  const file = WebAssembly.validate(SIMD_PROBE) ? 'tfjs-backend-wasm-simd.wasm' : 'tfjs-backend-wasm.wasm';
+  const module = await new Promise((resolve, reject) => {
+    const config = {
+      locateFile: (path) => wasmDir + (path.endsWith('.wasm') ? file : path),
+      onAbort: () => reject(new Error(`could not start the WebAssembly kernels (${wasmDir}${file})`)),
+    };
+    // Resolve with a wrapper: the module object must not be mistaken for a promise.
+    wasmFactory(config).then((m) => resolve({ m }), reject);
+  });
+  module.m._init();
+  wasm = module.m;
 }
 
 async function fetchOk(url, as) {
@@ -43,10 +52,35 @@ export async function fetchModel(url) {
   return { doc, buffers };
 }
 
+// -- tensors: float32 buffers in the module's memory, known to the kernels by id -----------------------
+
+const sizeOf = (shape) => shape.reduce((a, b) => a * b, 1);
+
+/** A float32 tensor of `shape` in wasm memory, filled with `values` when given. */
+function allocate(shape, values) {
+  const size = sizeOf(shape);
+  const ptr = wasm._malloc(size * 4);
+  const id = nextId++;
+  wasm._register_tensor(id, size, ptr);
+  if (values) wasm.HEAPF32.set(values, ptr >> 2); // read HEAPF32 after malloc: memory may have grown
+  return { id, ptr, size, shape, owner: true };
+}
+
+function release(t) {
+  if (!t.owner) return;
+  wasm._free(t.ptr);
+  wasm._dispose_data(t.id);
+}
+
 // -- weights ----------------------------------------------------------------------------------------
 
-/** float32 values of IEEE half-precision numbers: the sign, exponent and fraction bits moved over. */
+/** float32 values of IEEE half-precision numbers: natively where the browser has Float16Array. */
 function halfToFloat(buffer) {
+  return typeof Float16Array === 'function' ? new Float32Array(new Float16Array(buffer)) : halfBitsToFloat(buffer);
+}
+
+/** The same for browsers without Float16Array: the sign, exponent and fraction bits moved over. */
+function halfBitsToFloat(buffer) {
   const halves = new Uint16Array(buffer);
   const bits = new Uint32Array(halves.length);
   for (let i = 0; i < halves.length; i++) {
@@ -90,7 +124,7 @@ function readWeights(manifest, buffers) {
     if (!['float32', 'int32'].includes(spec.dtype) || (spec.quantization && stored !== 'float16')) {
       throw new Error(`weight ${spec.name}: ${stored} weights are not supported by this page`);
     }
-    const size = spec.shape.reduce((a, b) => a * b, 1) * BYTES[stored];
+    const size = sizeOf(spec.shape) * BYTES[stored];
     const values = READ[stored](all.slice(offset, offset + size).buffer);
     offset += size;
     weights.set(spec.name, { values, shape: spec.shape, dtype: spec.dtype });
@@ -100,7 +134,6 @@ function readWeights(manifest, buffers) {
 
 // -- the graph --------------------------------------------------------------------------------------
 
-const DTYPES = { DT_FLOAT: 'float32', DT_INT32: 'int32' };
 const text = (attr) => atob(attr.s); // GraphDef JSON writes strings as base64
 const pair = (attr) => [Number(attr.list.i[1]), Number(attr.list.i[2])]; // [1, h, w, 1] -> [h, w]
 
@@ -122,66 +155,122 @@ function activation(node) {
   if (ops[0] !== 'BiasAdd' || ops.length > 2 || (ops[1] && ops[1] !== 'Relu')) {
     throw new Error(`${node.name}: fused ops ${ops.join(', ')} are not supported`);
   }
-  return ops[1] ? 'relu' : 'linear';
+  return ACTIVATIONS[ops[1] ? 'relu' : 'linear'];
 }
 
-/** Every op the exporter writes: node -> function of the node's input tensors (and constants). */
+/**
+ * Output size and padding of one spatial axis, as TensorFlow computes them: 'valid' keeps only whole
+ * windows, 'same' gives ceil(size / stride) outputs and pads the rest, the odd pixel after.
+ */
+function axis(size, window, stride, dilation, pad) {
+  const span = (window - 1) * dilation + 1;
+  if (pad === 'valid') return { out: Math.ceil((size - span + 1) / stride), before: 0, after: 0 };
+  const out = Math.ceil(size / stride);
+  const total = Math.max(0, (out - 1) * stride + span - size);
+  return { out, before: Math.floor(total / 2), after: total - Math.floor(total / 2) };
+}
+
+/** Arguments shared by the convolution and pooling kernels for an NHWC input and a [kh, kw] window. */
+function windowArgs(shape, [kh, kw], [sh, sw], [dh, dw], pad) {
+  const [n, h, w] = shape;
+  const y = axis(h, kh, sh, dh, pad);
+  const x = axis(w, kw, sw, dw, pad);
+  return { n, h, w, y, x, kh, kw, sh, sw, dh, dw };
+}
+
+/** Every op the exporter writes: node -> function of the node's inputs (wasm tensors, or the image). */
 const OPS = {
   Cast: (node) => {
-    const dtype = DTYPES[node.attr.DstT.type];
-    if (!dtype) throw new Error(`${node.name}: cast to ${node.attr.DstT.type} is not supported`);
-    return ([x]) => cast(x, dtype);
+    if (node.attr.DstT.type !== 'DT_FLOAT') throw new Error(`${node.name}: cast to ${node.attr.DstT.type} is not supported`);
+    // The image comes as integers from JavaScript; everything in wasm memory is float32 already.
+    return ([x]) => (x.values ? allocate(x.shape, x.values) : { ...x, owner: false });
   },
   _FusedConv2D: (node) => {
     nhwc(node);
-    const args = {
-      strides: pair(node.attr.strides),
-      pad: padding(node),
-      dilations: node.attr.dilations ? pair(node.attr.dilations) : [1, 1],
-      activation: activation(node),
+    const strides = pair(node.attr.strides);
+    const dilations = node.attr.dilations ? pair(node.attr.dilations) : [1, 1];
+    const pad = padding(node);
+    const fused = activation(node);
+    return ([x, filter, bias]) => {
+      const [kh, kw, inChannels, outChannels] = filter.shape;
+      const a = windowArgs(x.shape, [kh, kw], strides, dilations, pad);
+      const out = allocate([a.n, a.y.out, a.x.out, outChannels]);
+      wasm._FusedConv2D(
+        x.id, a.n, a.h, a.w, filter.id, kh, kw, bias.id,
+        a.y.before, a.x.after, a.y.after, a.x.before, pad === 'same' ? 1 : 0,
+        a.dh, a.dw, a.sh, a.sw, inChannels, outChannels, fused, 0, 0, out.id,
+      );
+      return out;
     };
-    return ([x, filter, bias]) => fused.conv2d({ x, filter, bias, ...args });
   },
   MaxPool: (node) => {
     nhwc(node);
     const size = pair(node.attr.ksize);
     const strides = pair(node.attr.strides);
     const pad = padding(node);
-    return ([x]) => maxPool(x, size, strides, pad);
+    return ([x]) => {
+      const channels = x.shape[3];
+      const a = windowArgs(x.shape, size, strides, [1, 1], pad);
+      const out = allocate([a.n, a.y.out, a.x.out, channels]);
+      wasm._MaxPool(
+        x.id, a.n, a.h, a.w, a.kh, a.kw, a.y.before, a.x.after, a.y.after, a.x.before,
+        1, 1, a.sh, a.sw, channels, channels, out.id,
+      );
+      return out;
+    };
   },
   _FusedMatMul: (node) => {
-    const args = {
-      transposeA: Boolean(node.attr.transpose_a?.b),
-      transposeB: Boolean(node.attr.transpose_b?.b),
-      activation: activation(node),
+    const transposeA = Boolean(node.attr.transpose_a?.b);
+    const transposeB = Boolean(node.attr.transpose_b?.b);
+    const fused = activation(node);
+    return ([a, b, bias]) => {
+      if (a.shape.length !== 2 || b.shape.length !== 2) throw new Error(`${node.name}: only 2-D matrices are supported`);
+      const rows = transposeA ? a.shape[1] : a.shape[0];
+      const cols = transposeB ? b.shape[0] : b.shape[1];
+      const out = allocate([rows, cols]);
+      // The kernel takes batched shapes [1, r, c] as int32 arrays in wasm memory.
+      const shapes = wasm._malloc(24);
+      wasm.HEAP32.set([1, ...a.shape, 1, ...b.shape], shapes >> 2);
+      wasm.__FusedMatMul(a.id, shapes, 3, b.id, shapes + 12, 3, transposeA, transposeB, fused, bias.id, 0, 0, out.id);
+      wasm._free(shapes);
+      return out;
     };
-    return ([a, b, bias]) => fused.matMul({ a, b, bias, ...args });
   },
   Reshape: (node, constants) => {
     const shape = constants.get(node.input[1]);
     if (!shape) throw new Error(`${node.name}: the target shape must be a constant`);
     const dims = Array.from(shape.values);
-    return ([x]) => reshape(x, dims);
+    return ([x]) => {
+      const known = dims.reduce((a, d) => (d === -1 ? a : a * d), 1);
+      const target = dims.map((d) => (d === -1 ? x.size / known : d));
+      if (sizeOf(target) !== x.size) throw new Error(`${node.name}: cannot reshape ${x.shape} to ${dims}`);
+      return { ...x, shape: target, owner: false }; // the same buffer, seen with another shape
+    };
   },
-  Softmax: () => ([x]) => softmax(x),
+  Softmax: () => ([x]) => {
+    const out = allocate(x.shape);
+    const classes = x.shape[x.shape.length - 1];
+    wasm._Softmax(x.id, out.id, classes, x.size / classes);
+    return out;
+  },
 };
 
 /**
- * A runnable graph from a downloaded model: constants become tensors once, every other node a step
- * in dependency order. Fails on an op outside OPS, naming it.
+ * A runnable graph from a downloaded model: float32 constants go into wasm memory once, every other node
+ * becomes a step in dependency order. Fails on an op outside OPS, naming it. Needs initBackend first.
  */
 export function loadModel({ doc, buffers }) {
   const meta = doc.userDefinedMetadata && doc.userDefinedMetadata.kcaptcha;
   if (!meta) throw new Error('not a kcaptcha model (model.json has no kcaptcha metadata)');
   const nodes = new Map(doc.modelTopology.node.map((node) => [node.name, { input: [], attr: {}, ...node }]));
   const weights = readWeights(doc.weightsManifest, buffers);
-  const constants = new Map();
+  const constants = new Map(); // name -> {values, shape, dtype}, and `tensor` in wasm memory for float32
   const inputs = [];
   for (const node of nodes.values()) {
     if (node.op === 'Const') {
       const w = weights.get(node.name);
       if (!w) throw new Error(`constant ${node.name} has no weights in model.json's manifest`);
-      constants.set(node.name, { ...w, tensor: tensor(w.values, w.shape, w.dtype) });
+      constants.set(node.name, w.dtype === 'float32' ? { ...w, tensor: allocate(w.shape, w.values) } : w);
     } else if (node.op === 'Placeholder') {
       inputs.push(node.name);
     } else if (!(node.op in OPS)) {
@@ -210,14 +299,18 @@ export function loadModel({ doc, buffers }) {
 
 /** Softmax probabilities [n, positions, classes + 1] for RGB pixels (Int32Array of n*h*w*3). */
 export async function predict(model, rgb, n, h, w) {
-  const probs = tidy(() => {
-    const values = new Map([[model.input, tensor(rgb, [n, h, w, 3], 'int32')]]);
-    for (const [name, { tensor: t }] of model.constants) values.set(name, t);
-    for (const [name, run, input] of model.steps) values.set(name, run(input.map((i) => values.get(i))));
-    return values.get(model.output);
-  });
-  const data = await probs.data();
-  const shape = probs.shape;
-  probs.dispose();
-  return { data, shape };
+  const values = new Map([[model.input, { values: rgb, shape: [n, h, w, 3] }]]);
+  for (const [name, c] of model.constants) if (c.tensor) values.set(name, c.tensor);
+  const made = [];
+  try {
+    for (const [name, run, input] of model.steps) {
+      const out = run(input.map((i) => values.get(i)));
+      values.set(name, out);
+      made.push(out);
+    }
+    const probs = values.get(model.output);
+    return { data: wasm.HEAPF32.slice(probs.ptr >> 2, (probs.ptr >> 2) + probs.size), shape: probs.shape };
+  } finally {
+    made.forEach(release); // intermediate buffers; the constants stay for the next image
+  }
 }
