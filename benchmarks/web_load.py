@@ -52,14 +52,17 @@ PASTE_JS = """async ([b64, type]) => {
   return { ms: performance.now() - t0, text: event.detail.text };
 }"""
 
-# Runs before the page's own scripts: once the HTML is parsed, put FIRST_IMAGE into the file input.
+# Runs before the page's own scripts: once the HTML is parsed, put FIRST_IMAGE into the file input and
+# fire its change event, as a person's pick does (the page also reads a file picked before it ran).
 GIVE_JS = """document.addEventListener('readystatechange', () => {
   if (document.readyState !== 'interactive') return;
   const b64 = %s;
   const bytes = Uint8Array.fromBase64 ? Uint8Array.fromBase64(b64) : Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
   const data = new DataTransfer();
   data.items.add(new File([bytes], %s, { type: 'image/jpeg' }));
-  document.getElementById('file-input').files = data.files;
+  const input = document.getElementById('file-input');
+  input.files = data.files;
+  input.dispatchEvent(new Event('change', { bubbles: true })); // as a real pick does
 });
 document.addEventListener('kcaptcha-answer', () => console.log('benchmark: answered'), { once: true });"""
 

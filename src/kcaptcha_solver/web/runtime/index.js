@@ -1,8 +1,9 @@
 // The page's whole runtime: the WebAssembly kernels of @tensorflow/tfjs-backend-wasm (XNNPACK), called
 // directly, and a small executor for the TF.js graph models that kcaptcha_solver/tfjs.py writes. The
 // executor knows ops, not architectures: any graph made of the ops in OPS runs, and a new model is only a
-// new file. tfjs-core's engine (tensor bookkeeping, kernel registry, flags) is left out: on a first visit
-// its start-up and first-call costs were a fifth of the time to the first answer.
+// new file. tfjs-core's engine (tensor bookkeeping, kernel registry, flags) is left out: six ops need
+// none of it, and the script is a third of the size. The kernels' C entry points are internal to
+// tfjs-backend-wasm: its version is pinned, and tests/test_tfjs.py runs this file against PyTorch.
 import wasmFactory from '@tensorflow/tfjs-backend-wasm/wasm-out/tfjs-backend-wasm.js';
 
 // The smallest module that uses a SIMD instruction (a function returning v128.const 0): the browser
