@@ -158,6 +158,10 @@ def test_drop_and_paste(page, shared_dir, reference, kind) -> None:
 def test_examples_solve_on_click(page, reference) -> None:
     buttons = page.locator("#examples button")
     assert buttons.count() >= 6
+    # Their pictures are fetched once the page is ready (not on the way to a first answer): all shown.
+    page.wait_for_function(
+        "[...document.querySelectorAll('#examples img')].every((img) => img.complete && img.naturalWidth === 160)"
+    )
     for i in range(buttons.count()):
         src = buttons.nth(i).get_attribute("data-src")
         preset = Path(src).stem.rsplit("-", 1)[0]

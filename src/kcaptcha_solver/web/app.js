@@ -371,12 +371,13 @@ async function start() {
   wireInputs(); // solves a file picked before this script ran
   await state.ready;
   if (document.body.dataset.state === 'loading') setState('ready', 'Ready: give me a captcha image.');
-  state.queue.finally(() => setTimeout(showThumbnails));
 }
 
-/** The examples' pictures are fetched after the first answer: they are not on the way to it. */
+/** The examples' pictures are fetched after the first answer (or failure): they are not on the way to it. */
 function showThumbnails() {
   for (const button of $('examples').querySelectorAll('button')) button.querySelector('img').src = button.dataset.src;
 }
 
-start().catch(fail);
+start()
+  .catch(fail)
+  .finally(() => state.queue.finally(() => setTimeout(showThumbnails)));
