@@ -228,6 +228,38 @@ def test_image_given_while_loading_is_solved_once_ready(browser, server, shared_
         context.close()
 
 
+@pytest.mark.parametrize("early", [True, False], ids=["compiled-early", "fallback"])
+def test_the_kernels_download_once_with_or_without_the_early_compile(
+    browser, server, shared_dir, reference, early
+) -> None:
+    """index.html starts compiling the wasm while the page parses and app.js takes that module; where
+    that script does not run, app.js fetches the file itself. Either way, one download."""
+    path = sample_files(shared_dir / "gnuboard5")[0]
+    context = browser.new_context()
+    if not early:  # index.html without its inline script (as under a CSP that forbids inline scripts)
+
+        def strip(route) -> None:
+            html = route.fetch().text()
+            start, end = html.index("<script>"), html.index("</script>") + len("</script>")
+            assert "kcaptchaWasm" in html[start:end]
+            route.fulfill(body=html[:start] + html[end:], content_type="text/html")
+
+        context.route(server, strip)
+    page = context.new_page()
+    wasm = []
+    page.on("request", lambda request: wasm.append(request.url) if request.url.endswith(".wasm") else None)
+    try:
+        page.goto(server)
+        page.wait_for_function("document.body.dataset.state === 'ready'")
+        assert page.evaluate("window.kcaptchaWasm instanceof Promise") is early
+        assert [url.rsplit("/", 1)[1] for url in wasm] == ["tfjs-backend-wasm-simd.wasm"]
+        assert solve_one(page, lambda: page.set_input_files("#file-input", str(path))) == (
+            reference["gnuboard5"].solve(path).text
+        )
+    finally:
+        context.close()
+
+
 def test_a_graph_with_an_op_the_page_lacks_is_an_error(browser, bundle, tfjs_models, shared_dir, tmp_path) -> None:
     """The page runs any graph made of the ops it knows; another op is an error that names it."""
     models = tmp_path / "tfjs"

@@ -365,7 +365,8 @@ async function start() {
   // that it is not queued behind the runtime's start-up on this thread.
   const first = document.querySelector('meta[name="kcaptcha-first-model"]');
   if (first) download(first.content);
-  const backend = initBackend(new URL('dist/', location.href).href).then(() => markOnce('runtime-ready'));
+  const dist = new URL('dist/', location.href).href;
+  const backend = initBackend(dist, window.kcaptchaWasm).then(() => markOnce('runtime-ready'));
   state.backend = backend;
   state.ready = Promise.all([backend, loadCatalog()]);
   wireInputs(); // solves a file picked before this script ran

@@ -21,16 +21,28 @@ const ACTIVATIONS = { linear: 0, relu: 1 };
 let wasm = null; // the Emscripten module, once started
 let nextId = 1; // tensor ids the kernels know the buffers by
 
-/** Start the wasm kernels; `wasmDir` is the URL folder holding the .wasm files (ends with '/'). */
-export async function initBackend(wasmDir) {
+/**
+ * Start the wasm kernels; `wasmDir` is the URL folder holding the .wasm files (ends with '/').
+ * `compiled` may promise the SIMD build already compiled (index.html starts that while the page parses,
+ * before this script runs); without it, or when it gives null, the right build is fetched here.
+ */
+export async function initBackend(wasmDir, compiled = null) {
   if (wasm) return;
   if (typeof WebAssembly !== 'object') throw new Error('WebAssembly is not available in this browser');
-  const file = WebAssembly.validate(SIMD_PROBE) ? 'tfjs-backend-wasm-simd.wasm' : 'tfjs-backend-wasm.wasm';
+  const early = await Promise.resolve(compiled).catch(() => null);
+  const file = early || WebAssembly.validate(SIMD_PROBE) ? 'tfjs-backend-wasm-simd.wasm' : 'tfjs-backend-wasm.wasm';
   const module = await new Promise((resolve, reject) => {
     const config = {
       locateFile: (path) => wasmDir + (path.endsWith('.wasm') ? file : path),
       onAbort: () => reject(new Error(`could not start the WebAssembly kernels (${wasmDir}${file})`)),
     };
+    if (early) {
+      // Emscripten's hook: instantiate the module compiled early instead of fetching the file again.
+      config.instantiateWasm = (imports, receive) => {
+        WebAssembly.instantiate(early, imports).then((instance) => receive(instance), reject);
+        return {};
+      };
+    }
     // Resolve with a wrapper: the module object must not be mistaken for a promise.
     wasmFactory(config).then((m) => resolve({ m }), reject);
   });
