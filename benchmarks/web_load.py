@@ -24,6 +24,7 @@ import os
 import platform
 import statistics
 import threading
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -136,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "web.json")
     args = parser.parse_args(argv)
 
+    probe_before = cpu_probe_ms()
     files = site_files(args.models)
     server = make_server("127.0.0.1", 0, args.models)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -187,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
             "python": platform.python_version(),
             # Other work on the machine slows every phase; keep it next to the figures.
             "load_average_1min_after": round(os.getloadavg()[0], 2),
+            # This shared VM's speed drifts by tens of percent within an hour: a fixed loop, timed.
+            "cpu_probe_ms_before_after": [probe_before, cpu_probe_ms()],
         },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -194,6 +198,15 @@ def main(argv: list[str] | None = None) -> int:
     print_table(result)
     print(f"wrote {args.out}")
     return 0
+
+
+def cpu_probe_ms() -> float:
+    """Milliseconds for a fixed pure-Python loop on one core: how fast the machine is right now."""
+    start = time.perf_counter()
+    total = 0
+    for i in range(2_000_000):
+        total += i * i % 7
+    return round((time.perf_counter() - start) * 1000, 1)
 
 
 def _cpus() -> int:
@@ -224,6 +237,8 @@ def print_table(result: dict) -> None:
         f"{'total':40} {s['total_raw_bytes']:>10,} {s['total_gzip_bytes']:>10,}  "
         f"(goal {goals['total_gzip_bytes']:,} gzip: {'met' if met['total_gzip_bytes'] else 'MISSED'})"
     )
+    before, after = result["environment"]["cpu_probe_ms_before_after"]
+    print(f"machine speed: a fixed loop took {before:.0f} ms before and {after:.0f} ms after (lower is faster)")
 
 
 if __name__ == "__main__":
