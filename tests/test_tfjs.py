@@ -56,7 +56,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { initBackend, loadModel, predict } from './src/kcaptcha_solver/web/runtime/index.js';
 const [dir, inFile, outFile, n, h, w] = process.argv.slice(1);
-await initBackend(path.resolve('node_modules/@tensorflow/tfjs-backend-wasm/dist') + path.sep);
+const wasmFile = path.resolve('node_modules/@tensorflow/tfjs-backend-wasm/dist/tfjs-backend-wasm-simd.wasm');
+await initBackend('unused/', WebAssembly.compile(fs.readFileSync(wasmFile)));
 const doc = JSON.parse(fs.readFileSync(path.join(dir, 'model.json'), 'utf8'));
 const buffers = doc.weightsManifest.flatMap((group) => group.paths).map((name) => {
   const bin = fs.readFileSync(path.join(dir, name));

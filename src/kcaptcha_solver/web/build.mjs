@@ -26,9 +26,6 @@ const result = await build({
   // thread) instead of at first call; the mark splits download + compile from evaluation, for benchmarks.
   banner: { js: "//# allFunctionsCalledOnLoad\nperformance.mark('bundle-start');" },
   metafile: true,
-  // Node-only branches of tfjs (fs, worker_threads, ...) are never taken in a browser.
-  external: ['fs', 'path', 'crypto', 'worker_threads', 'perf_hooks', 'os', 'util'],
-  define: { 'process.env.NODE_ENV': '"production"' },
 });
 for (const name of ['tfjs-backend-wasm.wasm', 'tfjs-backend-wasm-simd.wasm']) {
   await copyFile(join(wasmDir, name), join(dist, name));

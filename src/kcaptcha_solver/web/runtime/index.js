@@ -1,10 +1,11 @@
 // The page's whole runtime: the WebAssembly kernels of @tensorflow/tfjs-backend-wasm (XNNPACK), called
 // directly, and a small executor for the TF.js graph models that kcaptcha_solver/tfjs.py writes. The
 // executor knows ops, not architectures: any graph made of the ops in OPS runs, and a new model is only a
-// new file. tfjs-core's engine (tensor bookkeeping, kernel registry, flags) is left out: six ops need
-// none of it, and the script is a third of the size. The kernels' C entry points are internal to
-// tfjs-backend-wasm: its version is pinned, and tests/test_tfjs.py runs this file against PyTorch.
-import wasmFactory from '@tensorflow/tfjs-backend-wasm/wasm-out/tfjs-backend-wasm.js';
+// new file. tfjs-core's engine (tensor bookkeeping, kernel registry, flags) and the Emscripten glue
+// script are left out: six ops need none of the first, and the kernels import only seven small
+// functions from the second (SYSTEM below), so the script is a fraction of the size and starts sooner.
+// The kernels' C entry points are internal to tfjs-backend-wasm: its version is pinned, and
+// tests/test_tfjs.py runs this file against PyTorch.
 
 // The smallest module that uses a SIMD instruction (a function returning v128.const 0): the browser
 // validates it only if it runs WebAssembly SIMD, and then gets the faster build of the kernels.
@@ -18,36 +19,81 @@ const SIMD_PROBE = new Uint8Array([
 // Must match FusableActivation in tfjs-backend-wasm (cc/fusable_activations.h).
 const ACTIVATIONS = { linear: 0, relu: 1 };
 
-let wasm = null; // the Emscripten module, once started
+let wasm = null; // the kernels' exports, once started
+let memory = null; // their memory (it may grow: make typed-array views at the time of use)
 let nextId = 1; // tensor ids the kernels know the buffers by
+
+const bytes = () => new Uint8Array(memory.buffer);
+const MAX_MEMORY = 2 ** 31; // bytes the kernels may grow their memory to
+
+/**
+ * What the kernels import from their C library: memory growth and copies, abort, and stdout/stderr,
+ * which only XNNPACK's error messages use (shown as warnings). Files cannot be closed or sought.
+ */
+const SYSTEM = {
+  env: {
+    abort: () => {
+      throw new Error('the WebAssembly kernels aborted');
+    },
+    emscripten_memcpy_big: (to, from, count) => bytes().copyWithin(to, from, from + count),
+    emscripten_get_heap_max: () => MAX_MEMORY,
+    emscripten_resize_heap: (wanted) => {
+      const size = memory.buffer.byteLength;
+      const target = Math.min(MAX_MEMORY, Math.max(wanted >>> 0, size * 2)); // fewer, larger steps
+      try {
+        memory.grow(Math.ceil((target - size) / 65536));
+        return 1;
+      } catch {
+        return 0;
+      }
+    },
+  },
+  wasi_snapshot_preview1: {
+    fd_write: (fd, iov, count, written) => {
+      const words = new Uint32Array(memory.buffer);
+      let text = '';
+      let total = 0;
+      for (let i = 0; i < count; i++) {
+        const [start, length] = [words[(iov >> 2) + 2 * i], words[(iov >> 2) + 2 * i + 1]];
+        text += new TextDecoder().decode(bytes().slice(start, start + length));
+        total += length;
+      }
+      if (text.trim()) console.warn(`tfjs-backend-wasm (fd ${fd}): ${text.trim()}`);
+      words[written >> 2] = total;
+      return 0;
+    },
+    fd_close: () => 52, // WASI ENOSYS
+    fd_seek: () => 70, // WASI ESPIPE
+  },
+};
 
 /**
  * Start the wasm kernels; `wasmDir` is the URL folder holding the .wasm files (ends with '/').
- * `compiled` may promise the SIMD build already compiled (index.html starts that while the page parses,
- * before this script runs); without it, or when it gives null, the right build is fetched here.
+ * `compiled` may promise the SIMD build as a compiled WebAssembly.Module (index.html starts that while
+ * the page parses, before this script runs); without it, or when it gives null, the right build is
+ * fetched here.
  */
 export async function initBackend(wasmDir, compiled = null) {
   if (wasm) return;
   if (typeof WebAssembly !== 'object') throw new Error('WebAssembly is not available in this browser');
-  const early = await Promise.resolve(compiled).catch(() => null);
-  const file = early || WebAssembly.validate(SIMD_PROBE) ? 'tfjs-backend-wasm-simd.wasm' : 'tfjs-backend-wasm.wasm';
-  const module = await new Promise((resolve, reject) => {
-    const config = {
-      locateFile: (path) => wasmDir + (path.endsWith('.wasm') ? file : path),
-      onAbort: () => reject(new Error(`could not start the WebAssembly kernels (${wasmDir}${file})`)),
-    };
-    if (early) {
-      // Emscripten's hook: instantiate the module compiled early instead of fetching the file again.
-      config.instantiateWasm = (imports, receive) => {
-        WebAssembly.instantiate(early, imports).then((instance) => receive(instance), reject);
-        return {};
-      };
-    }
-    // Resolve with a wrapper: the module object must not be mistaken for a promise.
-    wasmFactory(config).then((m) => resolve({ m }), reject);
-  });
-  module.m._init();
-  wasm = module.m;
+  let module = await Promise.resolve(compiled).catch(() => null);
+  if (!module) {
+    const file = WebAssembly.validate(SIMD_PROBE) ? 'tfjs-backend-wasm-simd.wasm' : 'tfjs-backend-wasm.wasm';
+    module = await compileWasm(wasmDir + file);
+  }
+  const instance = await WebAssembly.instantiate(module, SYSTEM);
+  memory = instance.exports.memory;
+  instance.exports.__wasm_call_ctors(); // the C++ static constructors, as the Emscripten glue runs them
+  instance.exports.init();
+  wasm = instance.exports;
+}
+
+/** Compile while downloading where the server says application/wasm; after downloading otherwise. */
+async function compileWasm(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`could not start the WebAssembly kernels (${url}: HTTP ${response.status})`);
+  const streams = response.headers.get('content-type') === 'application/wasm' && WebAssembly.compileStreaming;
+  return streams ? WebAssembly.compileStreaming(response) : WebAssembly.compile(await response.arrayBuffer());
 }
 
 async function fetchOk(url, as) {
@@ -72,17 +118,17 @@ const sizeOf = (shape) => shape.reduce((a, b) => a * b, 1);
 /** A float32 tensor of `shape` in wasm memory, filled with `values` when given. */
 function allocate(shape, values) {
   const size = sizeOf(shape);
-  const ptr = wasm._malloc(size * 4);
+  const ptr = wasm.malloc(size * 4);
   const id = nextId++;
-  wasm._register_tensor(id, size, ptr);
-  if (values) wasm.HEAPF32.set(values, ptr >> 2); // read HEAPF32 after malloc: memory may have grown
+  wasm.register_tensor(id, size, ptr);
+  if (values) new Float32Array(memory.buffer, ptr, size).set(values); // after malloc: memory may have grown
   return { id, ptr, size, shape, owner: true };
 }
 
 function release(t) {
   if (!t.owner) return;
-  wasm._free(t.ptr);
-  wasm._dispose_data(t.id);
+  wasm.free(t.ptr);
+  wasm.dispose_data(t.id);
 }
 
 // -- weights ----------------------------------------------------------------------------------------
@@ -208,7 +254,7 @@ const OPS = {
       const [kh, kw, inChannels, outChannels] = filter.shape;
       const a = windowArgs(x.shape, [kh, kw], strides, dilations, pad);
       const out = allocate([a.n, a.y.out, a.x.out, outChannels]);
-      wasm._FusedConv2D(
+      wasm.FusedConv2D(
         x.id, a.n, a.h, a.w, filter.id, kh, kw, bias.id,
         a.y.before, a.x.after, a.y.after, a.x.before, pad === 'same' ? 1 : 0,
         a.dh, a.dw, a.sh, a.sw, inChannels, outChannels, fused, 0, 0, out.id,
@@ -225,7 +271,7 @@ const OPS = {
       const channels = x.shape[3];
       const a = windowArgs(x.shape, size, strides, [1, 1], pad);
       const out = allocate([a.n, a.y.out, a.x.out, channels]);
-      wasm._MaxPool(
+      wasm.MaxPool(
         x.id, a.n, a.h, a.w, a.kh, a.kw, a.y.before, a.x.after, a.y.after, a.x.before,
         1, 1, a.sh, a.sw, channels, channels, out.id,
       );
@@ -242,10 +288,10 @@ const OPS = {
       const cols = transposeB ? b.shape[0] : b.shape[1];
       const out = allocate([rows, cols]);
       // The kernel takes batched shapes [1, r, c] as int32 arrays in wasm memory.
-      const shapes = wasm._malloc(24);
-      wasm.HEAP32.set([1, ...a.shape, 1, ...b.shape], shapes >> 2);
-      wasm.__FusedMatMul(a.id, shapes, 3, b.id, shapes + 12, 3, transposeA, transposeB, fused, bias.id, 0, 0, out.id);
-      wasm._free(shapes);
+      const shapes = wasm.malloc(24);
+      new Int32Array(memory.buffer, shapes, 6).set([1, ...a.shape, 1, ...b.shape]);
+      wasm._FusedMatMul(a.id, shapes, 3, b.id, shapes + 12, 3, transposeA, transposeB, fused, bias.id, 0, 0, out.id);
+      wasm.free(shapes);
       return out;
     };
   },
@@ -263,7 +309,7 @@ const OPS = {
   Softmax: () => ([x]) => {
     const out = allocate(x.shape);
     const classes = x.shape[x.shape.length - 1];
-    wasm._Softmax(x.id, out.id, classes, x.size / classes);
+    wasm.Softmax(x.id, out.id, classes, x.size / classes);
     return out;
   },
 };
@@ -322,7 +368,7 @@ export async function predict(model, rgb, n, h, w) {
       made.push(out);
     }
     const probs = values.get(model.output);
-    return { data: wasm.HEAPF32.slice(probs.ptr >> 2, (probs.ptr >> 2) + probs.size), shape: probs.shape };
+    return { data: new Float32Array(memory.buffer, probs.ptr, probs.size).slice(), shape: probs.shape };
   } finally {
     made.forEach(release); // intermediate buffers; the constants stay for the next image
   }
