@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -318,23 +319,24 @@ def test_screenshot_fits_the_screen(browser, server, shared_dir, tmp_path, width
 def test_server_types_and_site_build(server, tfjs_models, tmp_path, capsys) -> None:
     with urllib.request.urlopen(server + "dist/tfjs-backend-wasm-simd.wasm") as response:
         assert response.headers["Content-Type"] == "application/wasm"
-    with urllib.request.urlopen(server + "models/index.json") as response:
-        names = [m["name"] for m in json.load(response)["models"]]
-    assert names == list(PRESET_FOLDERS)
+    with urllib.request.urlopen(server) as response:
+        html = response.read().decode()
+    # The stylesheet and the model list come inside the page (no request before the first layout) ...
+    assert "<style>" in html and 'href="style.css"' not in html
+    listing = re.search(r'<script type="application/json" id="models">(.*?)</script>', html)
+    assert [m["name"] for m in json.loads(listing.group(1))["models"]] == list(PRESET_FOLDERS)
+    # ... and Auto's first model is preloaded.
+    assert '<link rel="preload" href="models/gnuboard5/weights.bin"' in html
     out = tmp_path / "site"
     assert main(["site", "build", str(out), "--models", str(tfjs_models)]) == 0
     for name in (
-        "index.html",
         "dist/app.js",
         "dist/tfjs-backend-wasm-simd.wasm",
-        "models/index.json",
         "models/gnuboard5/model.json",
         "examples/gnuboard5-1001.jpg",
     ):
         assert (out / name).is_file(), name
-    html = (out / "index.html").read_text()
-    assert "models/gnuboard5/weights.bin" in html  # preloaded
-    assert '<meta name="kcaptcha-first-model" content="gnuboard5">' in html  # downloaded first
+    assert (out / "index.html").read_text() == html
 
 
 def test_kcaptcha_web_serves_the_page(bundle, tfjs_models) -> None:

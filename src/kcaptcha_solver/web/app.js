@@ -1,5 +1,5 @@
 // The page: take an image (file, drop, paste, example), pick a model, run it, show the answer.
-// Everything model-specific (input size, alphabet, lengths) comes from models/index.json and each
+// Everything model-specific (input size, alphabet, lengths) comes from the model list in the page and each
 // model.json's metadata, so a new model needs no change here.
 import { fetchModel, initBackend, loadModel, predict } from './runtime/index.js';
 
@@ -11,8 +11,7 @@ const MAX_PIXELS = 1_000_000; // as solver.py: room for a screenshot, no 100 MB 
 
 const state = {
   backend: null, // Promise, resolved once the wasm backend runs
-  ready: null, // Promise, resolved once the backend runs and the model list is in
-  catalog: [], // [{name, width, height, length_min, length_max}] from models/index.json
+  catalog: [], // [{name, width, height, length_min, length_max}], the first being Auto's first guess
   downloads: new Map(), // name -> Promise of model artifacts (fetched while the backend starts)
   models: new Map(), // name -> Promise of {model, meta}
   queue: Promise.resolve(), // images are solved one after another, in the order given
@@ -194,7 +193,7 @@ function solve(blob, label) {
 async function run(blob, name) {
   const started = performance.now();
   let image = await readPixels(blob); // no runtime needed: overlaps with its loading
-  await state.ready;
+  await state.backend;
   setState('busy', `Reading ${name}…`);
   const { entry, why } = chooseModel(image.width, image.height, image.rgb);
   const { model, meta } = await getModel(entry.name);
@@ -347,12 +346,17 @@ function wireInputs() {
   });
 }
 
-/** The model list, into the selector; starts the likeliest model's download. */
-async function loadCatalog() {
-  const response = await fetch('models/index.json');
-  if (!response.ok) throw new Error(`could not load the model list (HTTP ${response.status})`);
-  state.catalog = (await response.json()).models;
-  if (state.catalog.length === 0) throw new Error('no models are installed');
+/** The model list that site.py embeds in the page: [{name, width, height, ...}], Auto's first guess first. */
+function readCatalog() {
+  const listing = $('models');
+  if (!listing) throw new Error('this page has no model list: serve it with kcaptcha web or kcaptcha site build');
+  const models = JSON.parse(listing.textContent).models;
+  if (models.length === 0) throw new Error('no models are installed');
+  return models;
+}
+
+/** The models into the selector, with the visitor's last choice; starts that model's loading. */
+function fillSelector() {
   const select = $('model-select');
   for (const m of state.catalog) select.add(new Option(`${m.name} (${m.width}×${m.height})`, m.name));
   const saved = localStorage.getItem('kcaptcha-model');
@@ -361,16 +365,14 @@ async function loadCatalog() {
 }
 
 async function start() {
-  // The model that Auto starts with (site.py names it in index.html): its download goes first, so
-  // that it is not queued behind the runtime's start-up on this thread.
-  const first = document.querySelector('meta[name="kcaptcha-first-model"]');
-  if (first) download(first.content);
-  const dist = new URL('dist/', location.href).href;
-  const backend = initBackend(dist, window.kcaptchaWasm).then(() => markOnce('runtime-ready'));
-  state.backend = backend;
-  state.ready = Promise.all([backend, loadCatalog()]);
+  state.catalog = readCatalog();
+  // Auto's first model downloads first, so that its requests are not queued behind the runtime's start.
+  download(state.catalog[0].name);
+  const backend = initBackend(new URL('dist/', location.href).href, window.kcaptchaWasm);
+  state.backend = backend.then(() => markOnce('runtime-ready'));
   wireInputs(); // solves a file picked before this script ran
-  await state.ready;
+  fillSelector();
+  await state.backend;
   if (document.body.dataset.state === 'loading') setState('ready', 'Ready: give me a captcha image.');
 }
 
