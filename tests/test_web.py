@@ -9,6 +9,7 @@ those under ``$KCAPTCHA_WEB_MODELS`` with the same layout.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import re
@@ -74,13 +75,22 @@ def tfjs_models() -> Path:
     return folder
 
 
+@contextlib.contextmanager
+def serving(models: Path):
+    """The page's own server (site.make_server) on a free port, for the models in ``models``: its URL."""
+    httpd = site.make_server("127.0.0.1", 0, models)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
 @pytest.fixture(scope="session")
 def server(bundle, tfjs_models) -> str:
-    httpd = site.make_server("127.0.0.1", 0, tfjs_models)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/"
-    httpd.shutdown()
-    httpd.server_close()
+    with serving(tfjs_models) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -269,21 +279,18 @@ def test_a_graph_with_an_op_the_page_lacks_is_an_error(browser, bundle, tfjs_mod
     doc = json.loads(path.read_text())
     next(node for node in doc["modelTopology"]["node"] if node["op"] == "Softmax")["op"] = "Sigmoid"
     path.write_text(json.dumps(doc))
-    httpd = site.make_server("127.0.0.1", 0, models)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
     context = browser.new_context()
     page = context.new_page()
     try:
-        page.goto(f"http://127.0.0.1:{httpd.server_address[1]}/")
-        page.wait_for_function("document.body.dataset.state === 'ready'")
-        page.set_input_files("#file-input", str(sample_files(shared_dir / "gnuboard5")[0]))
-        page.wait_for_function(SETTLED)
-        assert page.evaluate("document.body.dataset.state") == "error"
-        assert "op Sigmoid" in page.text_content("#status")
+        with serving(models) as url:
+            page.goto(url)
+            page.wait_for_function("document.body.dataset.state === 'ready'")
+            page.set_input_files("#file-input", str(sample_files(shared_dir / "gnuboard5")[0]))
+            page.wait_for_function(SETTLED)
+            assert page.evaluate("document.body.dataset.state") == "error"
+            assert "op Sigmoid" in page.text_content("#status")
     finally:
         context.close()
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def test_offline_once_loaded_and_the_image_goes_nowhere(page, shared_dir) -> None:
