@@ -11,14 +11,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from conftest import sample_files
+from conftest import label, sample_files
 
 from kcaptcha_solver.cli import main
 from kcaptcha_solver.solver import MODELS_DIR
-
-
-def label(path: Path) -> str:
-    return path.stem.rsplit("_", 1)[0]
 
 
 @pytest.fixture(scope="module")

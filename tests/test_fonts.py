@@ -16,7 +16,7 @@ import pytest
 
 from kcaptcha_solver.cli import main
 from kcaptcha_solver.errors import FontsError
-from kcaptcha_solver.fonts import DEFAULT_FONTS, FONT_SHA256, NOTICE, load_atlas
+from kcaptcha_solver.fonts import DEFAULT_FONTS, FONT_SHA256, load_atlas
 from kcaptcha_solver.generator import ALPHABET, CaptchaConfig, Generator
 
 # CI needs a TrueType font: Debian/Ubuntu package fonts-dejavu-core.
@@ -172,7 +172,3 @@ def test_load_atlas_errors(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((70, 100, 4), np.uint8), "RGBA").save(blank)
     with pytest.raises(FontsError, match="not a KCAPTCHA font atlas"):
         load_atlas(blank, ALPHABET)
-
-
-def test_notice_names_the_author() -> None:
-    assert NOTICE.startswith("KCAPTCHA, Copyright by Kruglov Sergei, www.captcha.ru")

@@ -5,27 +5,34 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import MIN_ACCURACY
+from conftest import MIN_ACCURACY, MODELS, SHIPPED
 
 from kcaptcha_solver.cli import main
 
 
-@pytest.mark.parametrize("model", list(MIN_ACCURACY))
+def test_every_shipped_model_has_an_accuracy_target():
+    assert sorted(MODELS) == sorted(MIN_ACCURACY)
+
+
+@pytest.mark.parametrize("model", MODELS)
 def test_shipped_model_accuracy_on_real_php_images(model, shared_dir, capsys, tmp_path):
-    """`kcaptcha evaluate` on the real PHP images of the model's own preset, as the issue asks."""
-    code = main(["evaluate", str(shared_dir / model), "--model", model, "--json", "--min-accuracy",
+    """The one accuracy gate: `kcaptcha evaluate --model auto` on the real PHP images of each model's
+    preset, so every image is also routed to the right model, as a user's "auto" would."""
+    preset = next(m.preset for m in SHIPPED if m.name == model)
+    code = main(["evaluate", str(shared_dir / preset), "--model", "auto", "--json", "--min-accuracy",
                  str(MIN_ACCURACY[model]), "--gallery", str(tmp_path / "errors.png")])
     report = json.loads(capsys.readouterr().out)
     assert code == 0, report["errors"]
     assert report["count"] == 500 and not report["skipped"]
+    assert report["models"] == {model: 500}
     assert 100 * report["accuracy"] >= MIN_ACCURACY[model]
     assert len(report["errors"]) == round(500 * (1 - report["accuracy"]))
 
 
-def test_models_lists_three_small_models(capsys):
+def test_models_lists_small_models(capsys):
     assert main(["models", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
-    assert set(rows) >= {"gnuboard5", "seed-l2", "kcaptcha-default"}
+    assert set(rows) == set(MODELS)
     for row in rows.values():
         assert 0 < row["bytes"] <= 1024 * 1024
     assert rows["kcaptcha-default"]["height"] == 92 and rows["gnuboard5"]["classes"] == "0123456789"
@@ -34,5 +41,5 @@ def test_models_lists_three_small_models(capsys):
 def test_models_table_mentions_every_model(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    for name in ("gnuboard5", "seed-l2", "kcaptcha-default"):
+    for name in MODELS:
         assert name in out

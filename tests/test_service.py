@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from conftest import sample_files
+from conftest import MODELS, label, model_files
 from fastapi.testclient import TestClient
 from test_solver import bomb_png
 
@@ -23,10 +23,6 @@ from kcaptcha_solver.service import create_app
 from kcaptcha_solver.solver import Solver
 
 LIMIT = 64 * 1024  # a small upload limit, so the tests need no big bodies
-
-
-def label(path: Path) -> str:
-    return path.stem.rsplit("_", 1)[0]
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +38,7 @@ def client(solver: Solver) -> Iterator[TestClient]:
 
 @pytest.fixture(scope="module")
 def images(shared_dir: Path) -> list[Path]:
-    folders = ("gnuboard5", "seed-l2", "kcaptcha-default")
-    return [p for folder in folders for p in sample_files(shared_dir / folder)]
+    return [p for name in MODELS for p in model_files(shared_dir, name)]
 
 
 def test_multipart_upload(client: TestClient, images: list[Path]) -> None:
@@ -67,7 +62,7 @@ def test_health_models_and_docs(client: TestClient) -> None:
     health = client.get("/health").json()
     assert health["status"] == "ok" and health["model"] == "auto"
     models = client.get("/models").json()
-    assert {m["name"] for m in models["shipped"]} == {"gnuboard5", "seed-l2", "kcaptcha-default"}
+    assert {m["name"] for m in models["shipped"]} == set(MODELS)
     assert all("path" not in m and m["bytes"] > 0 for m in models["shipped"])
     assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()

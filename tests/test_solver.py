@@ -13,17 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import MIN_ACCURACY, PRESET_FOLDERS, sample_files
+from conftest import MIN_ACCURACY, MODELS, label, model_files
 from PIL import Image
 
-from kcaptcha_solver import ImageError, ModelError, Solver, shipped_models
+from kcaptcha_solver import ImageError, InputError, ModelError, Solver, shipped_models
 from kcaptcha_solver.solver import MODELS_DIR
 
 SIZES = {"gnuboard5": (160, 60), "seed-l2": (160, 60), "kcaptcha-default": (160, 92)}
-
-
-def label(path: Path) -> str:
-    return path.stem.rsplit("_", 1)[0]
 
 
 def bomb_png(width: int = 50_000, height: int = 50_000) -> bytes:
@@ -38,7 +34,7 @@ def bomb_png(width: int = 50_000, height: int = 50_000) -> bytes:
 
 @pytest.fixture(scope="module")
 def files(shared_dir: Path) -> dict[str, list[Path]]:
-    return {name: sample_files(shared_dir / folder) for name, folder in PRESET_FOLDERS.items()}
+    return {name: model_files(shared_dir, name) for name in MODELS}
 
 
 @pytest.fixture(scope="module")
@@ -60,18 +56,7 @@ def test_shipped_models_carry_their_metadata() -> None:
     assert (models["kcaptcha-default"].length_min, models["kcaptcha-default"].length_max) == (5, 7)
 
 
-@pytest.mark.parametrize("name", list(MIN_ACCURACY))
-def test_accuracy_on_real_images(name: str, files: dict[str, list[Path]]) -> None:
-    paths = files[name]
-    results = Solver(name).solve_many(paths)
-    wrong = [(p.name, r.text) for p, r in zip(paths, results, strict=True) if r.text != label(p)]
-    accuracy = 100 * (len(paths) - len(wrong)) / len(paths)
-    assert len(paths) == 500
-    assert accuracy >= MIN_ACCURACY[name], wrong
-    assert all(r.model == name and not r.resized for r in results)
-
-
-@pytest.mark.parametrize("name", list(MIN_ACCURACY))
+@pytest.mark.parametrize("name", MODELS)
 def test_first_images_exactly(name: str, files: dict[str, list[Path]]) -> None:
     solver = Solver(name)
     for path in files[name][:5]:
@@ -108,22 +93,22 @@ def test_model_from_a_path(files: dict[str, list[Path]]) -> None:
 
 
 def test_auto_picks_the_model_for_each_image(files: dict[str, list[Path]]) -> None:
-    """160x60 is both gnuboard5 and seed-l2: the ink width decides; 160x92 is kcaptcha-default."""
+    """160x60 is both gnuboard5 and seed-l2: the ink width decides; 160x92 is kcaptcha-default.
+    (All 1,500 images are routed in test_models.py's accuracy gate, which evaluates with "auto".)"""
     solver = Solver("auto")
-    assert solver.name == "auto" and set(solver.models) == set(MIN_ACCURACY)
+    assert solver.name == "auto" and list(solver.models) == MODELS
     for name, paths in files.items():
-        results = solver.solve_many(paths)
+        results = solver.solve_many(paths[:40])
         assert {r.model for r in results} == {name}
-        correct = sum(r.text == label(p) for p, r in zip(paths, results, strict=True))
-        assert 100 * correct / len(paths) >= MIN_ACCURACY[name]
+        assert [r.text for r in results] == [label(p) for p in paths[:40]]
     with pytest.raises(ModelError, match="no single model"):
         _ = solver.info
 
 
 def test_auto_batch_of_mixed_sizes_keeps_order(files: dict[str, list[Path]]) -> None:
-    mixed = [files[name][i] for i in range(3) for name in MIN_ACCURACY]
+    mixed = [files[name][i] for i in range(3) for name in MODELS]
     results = Solver("auto").solve_many(mixed)
-    assert [r.model for r in results] == list(MIN_ACCURACY) * 3
+    assert [r.model for r in results] == MODELS * 3
     assert [r.text for r in results] == [label(p) for p in mixed]
 
 
@@ -159,7 +144,8 @@ def test_result_to_dict_is_json_ready(gnuboard5: Solver, files: dict[str, list[P
     import json
 
     d = gnuboard5.solve(files["gnuboard5"][0]).to_dict()
-    assert set(d) == {"text", "confidence", "alternatives", "model", "ms", "resized"}
+    assert set(d) == {"text", "confidence", "alternatives", "model", "ms", "resized", "box", "kind"}
+    assert (d["box"], d["kind"]) == (None, "image")  # the whole input was read, as an image
     assert json.loads(json.dumps(d)) == d
 
 
@@ -220,11 +206,12 @@ def test_decompression_bomb_is_refused_before_decoding(gnuboard5: Solver) -> Non
         Solver("gnuboard5", max_pixels=100 * 100).solve(Image.new("RGB", (160, 100)))
 
 
-def test_image_error_is_a_value_error_and_names_the_batch_index(
+def test_image_error_is_an_input_error_and_names_the_batch_index(
     gnuboard5: Solver, files: dict[str, list[Path]]
 ) -> None:
-    with pytest.raises(ValueError, match="image 1: empty"):
+    with pytest.raises(ValueError, match="image 1: empty") as caught:
         gnuboard5.solve_many([files["gnuboard5"][0], b""])
+    assert isinstance(caught.value, InputError) and isinstance(caught.value, ImageError)
 
 
 def test_model_errors(tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """kcaptcha-solver: generate, learn and read KCAPTCHA, the Gnuboard 5 captcha."""
 
-from .errors import ConfigError, DatasetError, FontsError, ImageError, KcaptchaError, ModelError
+from .errors import ConfigError, DatasetError, FontsError, ImageError, InputError, KcaptchaError, ModelError
 from .generator import PRESETS, CaptchaConfig, Generator, Sample
 from .solver import ModelInfo, Result, Solver, shipped_models
 
@@ -12,6 +12,7 @@ __all__ = [
     "FontsError",
     "Generator",
     "ImageError",
+    "InputError",
     "KcaptchaError",
     "ModelError",
     "ModelInfo",

@@ -19,12 +19,20 @@ class FontsError(KcaptchaError):
     """Font atlases are missing, corrupt, or could not be fetched or built."""
 
 
-class ImageError(KcaptchaError, ValueError):
+class InputError(KcaptchaError, ValueError):
+    """Something given to solve cannot be read: the base of every per-input error.
+
+    A service answers it with 400 and a batch names the input; the subclass says what kind of
+    input it was.
+    """
+
+
+class ImageError(InputError):
     """An input is not a readable image (corrupt, empty, wrong kind, too large)."""
 
 
 class ModelError(KcaptchaError):
-    """A model file is missing, unknown, or not one of ours."""
+    """A model file or checkpoint is missing, unknown, or not one of ours."""
 
 
 class DatasetError(KcaptchaError):

@@ -1,9 +1,11 @@
 """Measure a model on a folder of labelled captchas (``<label>_<anything>.<ext>``).
 
-Runs the exported ONNX model through the same :class:`Solver` users get, so the
-figures are those of the shipped artefact, not of the training checkpoint.
-Unreadable, unlabelled or wrong-size files are counted and reported, never fatal,
-unless nothing usable is left.
+Runs the exported ONNX model through the same :class:`Solver` users get (decode ->
+route -> read, see solver.py), so the figures are those of the shipped artefact, not of
+the training checkpoint. ``"auto"`` reads every size and reports which model read how
+many images; one named model reads only images of its own size, since a resized reading
+would mix two measures. Unreadable, unlabelled or wrong-size files are counted and
+reported, never fatal, unless nothing usable is left.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import DatasetError
+from .errors import DatasetError, InputError
+from .inputs import to_rgb_array
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"}
 
@@ -33,6 +36,7 @@ class Report:
     errors: list[dict] = field(default_factory=list)  # file, truth, prediction, confidence
     skipped: list[dict] = field(default_factory=list)  # file, reason
     confusion: Counter = field(default_factory=Counter)  # (truth char, predicted char) -> count
+    models: Counter = field(default_factory=Counter)  # model name -> images it read ("auto" routes each)
 
     @property
     def accuracy(self) -> float:
@@ -51,6 +55,7 @@ class Report:
             "errors": self.errors,
             "skipped": self.skipped,
             "confusion": [{"truth": t, "prediction": p, "count": n} for (t, p), n in self.confusion.most_common()],
+            "models": dict(self.models),
         }
 
 
@@ -63,16 +68,16 @@ def label_of(path: Path) -> str | None:
     return label or None
 
 
-def _read(path: Path, size: tuple[int, int]) -> tuple[np.ndarray | None, str | None]:
-    """Decoded RGB pixels, or the reason the file is skipped."""
+def _read(path: Path, size: tuple[int, int] | None) -> tuple[np.ndarray | None, str | None]:
+    """Decoded RGB pixels (the solver's own decode stage), or the reason the file is skipped."""
     try:
-        with Image.open(path) as im:
-            im.load()
-            if im.size != size:
-                return None, f"size {im.size[0]}x{im.size[1]}, the model reads {size[0]}x{size[1]}"
-            return np.asarray(im.convert("RGB")), None
-    except (OSError, SyntaxError, ValueError) as exc:
-        return None, f"not a readable image ({type(exc).__name__})"
+        pixels = to_rgb_array(path)
+    except InputError as exc:
+        why = type(exc.__cause__).__name__ if exc.__cause__ else exc  # Pillow's words vary by file: its type
+        return None, f"not a readable image ({why})"
+    if size and pixels.shape[1::-1] != size:
+        return None, f"size {pixels.shape[1]}x{pixels.shape[0]}, the model reads {size[0]}x{size[1]}"
+    return pixels, None
 
 
 def evaluate(model: str | os.PathLike[str], folder: str | os.PathLike[str], batch: int = 256,
@@ -89,7 +94,7 @@ def evaluate(model: str | os.PathLike[str], folder: str | os.PathLike[str], batc
     if not files:
         raise DatasetError(f"{folder} is empty: expected images named <label>_<anything>.<ext>")
     solver = Solver(model)
-    size = (solver.width, solver.height)
+    size = None if solver.auto else (solver.width, solver.height)
     report = Report(model=solver.name, count=0, correct=0, char_correct=0, char_total=0)
     gallery: list[tuple[np.ndarray, dict]] = []
     usable: list[tuple[Path, str]] = []
@@ -114,6 +119,7 @@ def evaluate(model: str | os.PathLike[str], folder: str | os.PathLike[str], batc
         results = solver.solve_many(images) if images else []
         for (path, label), pixels, res in zip(chunk, images, results, strict=True):
             report.count += 1
+            report.models[res.model] += 1
             report.char_total += len(label)
             pairs = list(zip(label, res.text, strict=False))  # a misread may be shorter or longer
             report.char_correct += sum(t == p for t, p in pairs)
@@ -121,7 +127,7 @@ def evaluate(model: str | os.PathLike[str], folder: str | os.PathLike[str], batc
             if res.text == label:
                 report.correct += 1
             else:
-                err = {"file": path.name, "truth": label, "prediction": res.text,
+                err = {"file": path.name, "truth": label, "prediction": res.text, "model": res.model,
                        "confidence": [round(float(c), 4) for c in res.confidence]}
                 report.errors.append(err)
                 gallery.append((pixels, err))
@@ -163,7 +169,7 @@ def write_gallery(gallery: list[tuple[np.ndarray, dict]], path: str | os.PathLik
     from PIL import ImageDraw
 
     items = gallery[:limit]
-    h, w = items[0][0].shape[:2]
+    h, w = (max(pixels.shape[i] for pixels, _ in items) for i in (0, 1))  # "auto" mixes sizes
     cols = min(4, len(items))
     rows = (len(items) + cols - 1) // cols
     cell_h = h + 30

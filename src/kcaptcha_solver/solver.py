@@ -1,11 +1,38 @@
 """Read KCAPTCHA images with an exported model: onnxruntime, numpy and Pillow only.
 
 This module never imports torch or training code, so ``pip install kcaptcha-solver``
-is enough to solve. Everything a model needs (symbols, lengths, input size) is
-read from the model file's metadata, so any exported ``.onnx`` works.
+is enough to solve. Everything a model needs (symbols, lengths, input size, how to
+read its answer) is read from the model file's metadata, so any exported ``.onnx`` works.
 
 >>> Solver("gnuboard5").solve("captcha.jpg").text
 '480316'
+
+How a request flows
+-------------------
+:meth:`Solver.solve_many` is the one front door; each stage lives in its own place::
+
+    decode -> (locate) -> route -> read
+
+* **decode**: :func:`kcaptcha_solver.inputs.to_rgb_array` turns bytes, a path, a PIL image
+  or an array into ``uint8 [H, W, 3]``, or raises an :class:`~kcaptcha_solver.errors.InputError`
+  (:class:`~kcaptcha_solver.errors.ImageError` for images). ``Solver._picture`` calls it.
+* **locate** (to come, ``locate.py``): finding the captcha inside a screenshot is one call in
+  ``Solver._picture``, which returns the pixels to read and their :data:`~kcaptcha_solver.inputs.Box`
+  in the input (``None`` today: the whole input). The box travels on into :attr:`Result.box`.
+* **route**: :func:`route` picks the model for a picture (the solver's one model, or with
+  ``"auto"`` the shipped model for its size, told apart by ink width when two share a size).
+* **read**: the model runs once per model and batch on pictures resampled to its input size
+  (:func:`kcaptcha_solver.inputs.fit`, nearest neighbour), and :func:`read` turns its
+  probabilities into a :class:`Result`, with the thresholds the model file carries
+  (:class:`kcaptcha_solver.modelfile.Reading`).
+
+Audio (to come, ``audio.py``): Gnuboard's mp3 captcha is another kind of input, not another
+image. ``solve_many`` will send such an input to it instead of decode, and it answers with a
+``Result`` of ``kind="audio"`` (and no box). Anything that cannot be solved raises an
+``InputError`` subclass, so callers (the CLI, the service) need no change.
+
+The page (``web/app.js``) runs the same stages; ``web/reading.js`` is its copy of :func:`route`
+and :func:`read`, and tests/fixtures/reading.json checks both against one set of cases.
 
 Errors: a corrupt, empty, oversized or non-image input raises
 :class:`~kcaptcha_solver.errors.ImageError`; a missing, unknown or foreign model
@@ -15,38 +42,23 @@ raises :class:`~kcaptcha_solver.errors.ModelError`.
 from __future__ import annotations
 
 import difflib
-import io
 import os
 import re
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from PIL import Image, UnidentifiedImageError
 
-from .errors import ImageError, ModelError
+from .errors import InputError, ModelError
+from .inputs import MAX_PIXELS, Box, ImageInput, fit, to_rgb_array
+from .modelfile import DEFAULT_MODEL, FORMAT_VERSION, Reading, bare, catalogue_key
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
-DEFAULT_MODEL = "gnuboard5"
-FORMAT_VERSION = "1"  # the kcaptcha.format this reader understands (written by export.py)
 DECODERS = ("positions", "ctc")
-# Refuse images whose header declares more pixels than this, before decoding them. Captchas are
-# ~160x92; 1 MP leaves room for screenshots yet keeps one decode under ~3 MB of RGB.
-MAX_PIXELS = 1_000_000
-# What captchas are served as. Fewer decoders also means less parser surface for a public service.
-FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")
-LOW_CONFIDENCE = 0.9  # characters below this get alternatives
-ALTERNATIVE_MIN = 0.02  # ...listing the other symbols at least this likely
-ALTERNATIVES_MAX = 3
-# "auto" among same-size models: KCAPTCHA glyphs advance ~18 px each (14-24 px across the three fonts),
-# so the ink width says the string length. Real 160x60 images: 2 digits span 24-54 px, 6 digits 99-143 px.
-CHAR_WIDTH = 18.0
 CARD_ACCURACY = re.compile(r"^[\W_]*accuracy[\W_]*?:?[*_\s|]*([0-9]+(?:\.[0-9]+)?)\s*%", re.I | re.M)
-
-ImageInput = bytes | bytearray | memoryview | str | os.PathLike | Image.Image | np.ndarray
 
 
 @dataclass(frozen=True)
@@ -65,6 +77,20 @@ class ModelInfo:
     decoder: str  # "positions" (step k is character k) or "ctc" (column steps; see model.py)
     bytes: int  # file size
     accuracy: float | None  # % on the real PHP sample, from the model card NAME.md next to the file
+    reading: Reading = field(default_factory=Reading)  # thresholds for reading its answers
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, object], path: Path, size: int = 0, accuracy: float | None = None
+                  ) -> ModelInfo:
+        """From a model file's metadata (``kcaptcha.*`` or bare keys); KeyError/ValueError when incomplete."""
+        meta = bare(meta)
+        return cls(
+            name=str(meta["name"]), path=path, preset=str(meta["preset"]), arch=str(meta["arch"]),
+            classes=str(meta["classes"]), length_min=int(meta["length_min"]), length_max=int(meta["length_max"]),
+            width=int(meta["width"]), height=int(meta["height"]),
+            decoder=str(meta.get("decoder", "positions")),  # the first exports did not write it
+            bytes=size, accuracy=accuracy, reading=Reading.from_meta(meta),
+        )
 
     def to_dict(self) -> dict:
         return {**asdict(self), "path": str(self.path)}
@@ -78,7 +104,9 @@ class Result:
     lists up to three other (symbol, probability) pairs for a character below
     ``LOW_CONFIDENCE`` (empty when the character is sure; symbol "" means the string
     may end there). ``ms`` is this image's share of the call, decoding included.
-    ``resized`` says the input was not the model's size.
+    ``resized`` says the picture read was not the model's size. ``box`` is where in the
+    input the captcha was read, ``(x, y, width, height)`` in input pixels, or None when the
+    whole input was read. ``kind`` is what was read: ``"image"`` (``"audio"`` is to come).
     """
 
     text: str
@@ -87,6 +115,8 @@ class Result:
     model: str
     ms: float
     resized: bool
+    box: Box | None = None
+    kind: str = "image"
 
     def to_dict(self) -> dict:
         return {
@@ -96,6 +126,8 @@ class Result:
             "model": self.model,
             "ms": self.ms,
             "resized": self.resized,
+            "box": list(self.box) if self.box else None,
+            "kind": self.kind,
         }
 
 
@@ -135,14 +167,7 @@ def _load(path: Path, threads: int) -> tuple[ort.InferenceSession, ModelInfo]:
     if fmt != FORMAT_VERSION:
         raise ModelError(f"{path} is model format {fmt}; this version reads format {FORMAT_VERSION}")
     try:
-        info = ModelInfo(
-            name=meta["kcaptcha.name"], path=path, preset=meta["kcaptcha.preset"], arch=meta["kcaptcha.arch"],
-            classes=meta["kcaptcha.classes"], length_min=int(meta["kcaptcha.length_min"]),
-            length_max=int(meta["kcaptcha.length_max"]), width=int(meta["kcaptcha.width"]),
-            height=int(meta["kcaptcha.height"]), bytes=path.stat().st_size,
-            decoder=meta.get("kcaptcha.decoder", "positions"),  # the first exports did not write it
-            accuracy=card_accuracy(path.with_suffix(".md")),
-        )
+        info = ModelInfo.from_meta(meta, path, path.stat().st_size, card_accuracy(path.with_suffix(".md")))
     except (KeyError, ValueError) as exc:
         raise ModelError(f"{path} has incomplete kcaptcha metadata ({exc})") from exc
     if info.decoder not in DECODERS:
@@ -168,10 +193,8 @@ def _resolve(model: str | os.PathLike[str]) -> Path:
 class Solver:
     """Reads captchas with one model, or with ``"auto"``: the shipped model that fits each image.
 
-    ``Solver()`` uses gnuboard5. ``"auto"`` picks by image size; between same-size
-    models (160x60: gnuboard5 and seed-l2) it picks the one whose string length
-    fits the width of the dark pixels (~18 px per character). ``Result.model`` says
-    which was used. One solver is safe to share between threads: each model is
+    ``Solver()`` uses :data:`DEFAULT_MODEL`. ``"auto"`` picks by image size (see
+    :func:`route`); ``Result.model`` says which was used. One solver is safe to share between threads: each model is
     one onnxruntime session, and sessions run concurrently.
 
     ``threads`` is onnxruntime's intra-op thread count per call. One is fastest for
@@ -188,7 +211,7 @@ class Solver:
         if not paths:
             raise ModelError(f"'auto' needs shipped models, but {MODELS_DIR} has none")
         # Sessions are created once and shared: onnxruntime's run() is safe to call from many threads.
-        loaded = [_load(path, threads) for path in paths]
+        loaded = sorted((_load(path, threads) for path in paths), key=lambda pair: _order(pair[1]))
         self._sessions = {info.name: session for session, info in loaded}
         self.models: dict[str, ModelInfo] = {info.name: info for _, info in loaded}
 
@@ -218,121 +241,64 @@ class Solver:
         return self.solve_many([image])[0]
 
     def solve_many(self, images: Sequence[ImageInput]) -> list[Result]:
-        """Read many images in one onnxruntime call per model; ImageError names the first bad one."""
+        """Read many images in one onnxruntime call per model; an InputError names the first bad one."""
         start = time.perf_counter()
-        decoded = []
+        pictures = []
         for i, image in enumerate(images):
             try:
-                decoded.append(to_rgb_array(image, self.max_pixels))
-            except ImageError as exc:
+                pictures.append(self._picture(image))
+            except InputError as exc:
                 if len(images) == 1:
                     raise
-                raise ImageError(f"image {i}: {exc}") from exc
+                raise type(exc)(f"image {i}: {exc}") from exc
         groups: dict[str, list[int]] = {}
-        for i, arr in enumerate(decoded):
-            groups.setdefault(self._pick(arr).name, []).append(i)
-        out: list[Result | None] = [None] * len(decoded)
+        for i, (pixels, _) in enumerate(pictures):
+            groups.setdefault(self._route(pixels).name, []).append(i)
+        out: list[Result | None] = [None] * len(pictures)
         for name, idx in groups.items():
             info = self.models[name]
-            batch = np.stack([_fit(decoded[i], info) for i in idx])
+            batch = np.stack([fit(pictures[i][0], info.width, info.height) for i in idx])
             probs = self._sessions[name].run(["probs"], {"image": batch})[0]
             for i, p in zip(idx, probs, strict=True):
-                out[i] = _decode(p, info, resized=decoded[i].shape[:2] != (info.height, info.width))
-        ms = (time.perf_counter() - start) * 1000 / max(len(decoded), 1)
+                pixels, box = pictures[i]
+                out[i] = replace(read(p, info), resized=pixels.shape[:2] != (info.height, info.width), box=box)
+        ms = (time.perf_counter() - start) * 1000 / max(len(pictures), 1)
         return [replace(r, ms=round(ms, 3)) for r in out]
 
-    def _pick(self, arr: np.ndarray) -> ModelInfo:
-        if not self.auto:
-            return self.info
-        h, w = arr.shape[:2]
+    def _picture(self, image: ImageInput) -> tuple[np.ndarray, Box | None]:
+        """decode (then, with locate.py, locate): the pixels to read and their box in the input."""
+        return to_rgb_array(image, self.max_pixels), None
 
-        def misfit(m: ModelInfo) -> tuple[bool, float]:  # the exact size first, else the closest aspect
-            return (m.width, m.height) != (w, h), round(abs(float(np.log(m.width * h / (m.height * w)))), 6)
-
-        best = min(map(misfit, self.models.values()))
-        same = [m for m in self.models.values() if misfit(m) == best]
-        if len(same) == 1:
-            return same[0]
-        ink = _ink_width(arr) * same[0].width / w
-        return min(same, key=lambda m: abs(ink - CHAR_WIDTH * (m.length_min + m.length_max) / 2))
+    def _route(self, pixels: np.ndarray) -> ModelInfo:
+        return route(self.models.values(), pixels) if self.auto else self.info
 
     def __repr__(self) -> str:
         return f"Solver({self.name!r})"
 
 
-def to_rgb_array(image: ImageInput, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Any accepted input -> uint8 [H, W, 3]; ImageError for anything that is not a usable image."""
-    if isinstance(image, np.ndarray):
-        return _array_rgb(image, max_pixels)
-    if isinstance(image, Image.Image):
-        _check_size(image.size, max_pixels)
-        try:
-            return np.asarray(image.convert("RGB"))
-        except (ValueError, OSError) as exc:  # an unsupported mode, or a lazy image whose file is bad
-            raise ImageError(f"cannot convert this {image.mode} image to RGB: {exc}") from exc
-    if isinstance(image, (bytes, bytearray, memoryview)):
-        data = bytes(image)
-    elif isinstance(image, (str, os.PathLike)):
-        try:
-            data = Path(image).read_bytes()
-        except OSError as exc:
-            raise ImageError(f"cannot read {image}: {exc.strerror or exc}") from exc
-    else:
-        raise ImageError(f"cannot read a {type(image).__name__}: pass bytes, a path, a PIL image or an array")
-    if not data:
-        raise ImageError("empty input")
-    return decode_bytes(data, max_pixels)
+def _order(info: ModelInfo) -> tuple:
+    return catalogue_key(info.name, info.width, info.height)
 
 
-def decode_bytes(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Decode encoded image bytes, refusing huge declared dimensions before any pixel is decoded."""
-    try:
-        with Image.open(io.BytesIO(data), formats=FORMATS) as im:
-            _check_size(im.size, max_pixels)  # the header alone: a decompression bomb is never expanded
-            return np.asarray(im.convert("RGB"))
-    except ImageError:
-        raise
-    except UnidentifiedImageError as exc:
-        raise ImageError(f"not an image (accepted formats: {', '.join(FORMATS)})") from exc
-    except Image.DecompressionBombError as exc:  # Pillow's own header check, for gigapixel declarations
-        raise ImageError(f"image declares more than the {max_pixels:,} pixels accepted ({exc})") from exc
-    except Exception as exc:  # Pillow's decoders raise many types (OSError, SyntaxError, ...) on bad input
-        raise ImageError(f"not a readable image ({type(exc).__name__}: {exc})") from exc
+def route(models: Iterable[ModelInfo], pixels: np.ndarray) -> ModelInfo:
+    """The model for a picture: one trained on its size, else the closest aspect ratio (it is resized).
 
-
-def _check_size(size: tuple[int, int], max_pixels: int) -> None:
-    w, h = size
-    if w < 1 or h < 1:
-        raise ImageError(f"image has no pixels ({w}x{h})")
-    if w * h > max_pixels:
-        raise ImageError(f"image is {w}x{h}: more than the {max_pixels:,} pixels accepted")
-
-
-def _array_rgb(arr: np.ndarray, max_pixels: int) -> np.ndarray:
-    if arr.dtype != np.uint8:
-        raise ImageError(f"array must be uint8, got {arr.dtype}")
-    if arr.ndim == 3 and arr.shape[2] == 1:
-        arr = arr[:, :, 0]
-    if arr.ndim == 2:
-        arr = np.repeat(arr[:, :, None], 3, axis=2)
-    elif arr.ndim == 3 and arr.shape[2] == 4:
-        arr = arr[:, :, :3]
-    if arr.ndim != 3 or arr.shape[2] != 3:
-        raise ImageError(f"array must be HxWx3 RGB or HxW gray, got shape {arr.shape}")
-    _check_size((arr.shape[1], arr.shape[0]), max_pixels)
-    return np.ascontiguousarray(arr)
-
-
-def _fit(arr: np.ndarray, info: ModelInfo) -> np.ndarray:
-    """The model's input size; other sizes are resized, which the Result reports.
-
-    Nearest-neighbour, because the models read crisp pixels: on 100 real gnuboard5 images
-    enlarged 1.25-2x (nearest, bilinear or Lanczos), it read 93-100 % back, Lanczos 91-100 %,
-    bilinear only 43-92 %.
+    Between models of the same size (160x60: gnuboard5 and seed-l2) the one whose string length
+    fits the width of the dark pixels (``Reading.char_width`` px per character). Ties go to the
+    first in ``models``; Solver keeps them in catalogue order, as the page does (web/reading.js).
     """
-    if arr.shape[:2] == (info.height, info.width):
-        return arr
-    return np.asarray(Image.fromarray(arr).resize((info.width, info.height), Image.NEAREST))
+    models = list(models)
+    h, w = pixels.shape[:2]
+
+    def misfit(m: ModelInfo) -> tuple[bool, float]:  # the exact size first, else the closest aspect
+        return (m.width, m.height) != (w, h), round(abs(float(np.log(m.width * h / (m.height * w)))), 6)
+
+    best = min(map(misfit, models))
+    same = [m for m in models if misfit(m) == best]
+    if len(same) == 1:
+        return same[0]
+    ink = _ink_width(pixels) * same[0].width / w
+    return min(same, key=lambda m: abs(ink - m.reading.char_width * (m.length_min + m.length_max) / 2))
 
 
 def _ink_width(arr: np.ndarray) -> int:
@@ -357,8 +323,14 @@ def _char_steps(best: np.ndarray, probs: np.ndarray, decoder: str, none: int) ->
     return steps
 
 
-def _decode(probs: np.ndarray, info: ModelInfo, resized: bool) -> Result:
-    """probs [steps, K+1] -> text, with per-character confidence and alternatives."""
+def read(probs: np.ndarray, info: ModelInfo) -> Result:
+    """probs [steps, K+1] (float32, the model's output) -> text, per-character confidence, alternatives.
+
+    A character is unsure when its confidence, rounded to 4 places as reported, is below
+    ``info.reading.low_confidence``; then the other classes at least ``alternative_min`` likely
+    (at most ``alternatives_max``, most likely first, ties by class order) are its alternatives.
+    """
+    rules = info.reading
     none = len(info.classes)
     best = probs.argmax(axis=1)
     steps = _char_steps(best, probs, info.decoder, none)
@@ -366,10 +338,11 @@ def _decode(probs: np.ndarray, info: ModelInfo, resized: bool) -> Result:
     conf = tuple(round(float(probs[s, best[s]]), 4) for s in steps)
     alts = []
     for s, c in zip(steps, conf, strict=True):
-        if c >= LOW_CONFIDENCE:
+        if c >= rules.low_confidence:
             alts.append(())
             continue
-        order = [k for k in np.argsort(-probs[s]) if k != best[s] and probs[s, k] >= ALTERNATIVE_MIN]
+        order = [k for k in np.argsort(-probs[s], kind="stable")
+                 if k != best[s] and probs[s, k] >= rules.alternative_min]
         alts.append(tuple((info.classes[k] if k < none else "", round(float(probs[s, k]), 4))
-                          for k in order[:ALTERNATIVES_MAX]))
-    return Result(text, conf, tuple(alts), info.name, 0.0, resized)
+                          for k in order[: rules.alternatives_max]))
+    return Result(text, conf, tuple(alts), info.name, 0.0, False)
