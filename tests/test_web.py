@@ -21,16 +21,16 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import PRESET_FOLDERS, sample_files
+from conftest import MODELS, model_files, sample_files
 
 from kcaptcha_solver.cli import main
-from kcaptcha_solver.solver import Solver
+from kcaptcha_solver.solver import DEFAULT_MODEL, Solver
 from kcaptcha_solver.web import site
 
 playwright = pytest.importorskip("playwright.sync_api")
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = Path(os.environ.get("KCAPTCHA_WEB_MODELS", ROOT / "src" / "kcaptcha_solver" / "models"))
+MODELS_DIR = Path(os.environ.get("KCAPTCHA_WEB_MODELS", ROOT / "src" / "kcaptcha_solver" / "models"))
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 EXAMPLES = site.WEB_DIR / "examples"
@@ -51,7 +51,7 @@ DISPATCH_JS = """([kind, b64, name, type]) => {
 @pytest.fixture(scope="session")
 def bundle() -> Path:
     """web/dist, built from the lockfile when missing or older than its sources (return codes checked)."""
-    sources = [site.WEB_DIR / "app.js", site.WEB_DIR / "build.mjs", *site.WEB_DIR.glob("runtime/*.js")]
+    sources = [*site.WEB_DIR.glob("*.js"), site.WEB_DIR / "build.mjs", *site.WEB_DIR.glob("runtime/*.js")]
     built = [site.DIST / name for name in site.BUILT]
     if all(p.is_file() for p in built) and max(p.stat().st_mtime for p in sources) <= built[0].stat().st_mtime:
         return site.DIST
@@ -68,8 +68,8 @@ def bundle() -> Path:
 
 @pytest.fixture(scope="session")
 def tfjs_models() -> Path:
-    folder = MODELS / "tfjs"
-    missing = [name for name in PRESET_FOLDERS if not (folder / name / "model.json").is_file()]
+    folder = MODELS_DIR / "tfjs"
+    missing = [name for name in MODELS if not (folder / name / "model.json").is_file()]
     if missing:
         pytest.fail(f"TF.js models missing in {folder}: {', '.join(missing)} (kcaptcha export --format tfjs)")
     return folder
@@ -120,7 +120,7 @@ def page(browser, server):
 @pytest.fixture(scope="session")
 def reference():
     """The Python solver on the same model files: name -> Solver."""
-    return {name: Solver(MODELS / f"{name}.onnx") for name in PRESET_FOLDERS}
+    return {name: Solver(MODELS_DIR / f"{name}.onnx") for name in MODELS}
 
 
 def history(page) -> list[dict]:
@@ -142,10 +142,10 @@ def dispatch(page, kind: str, path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("preset", list(PRESET_FOLDERS))
+@pytest.mark.parametrize("preset", MODELS)
 def test_every_sample_image_matches_the_python_solver(page, shared_dir, reference, preset) -> None:
     """All 500 images of a folder through the file input at once, in Auto: model and text as in Python."""
-    files = sample_files(shared_dir / PRESET_FOLDERS[preset])
+    files = model_files(shared_dir, preset)
     expected = {p.name: reference[preset].solve(p).text for p in files}
     page.set_input_files("#file-input", [str(p) for p in files])
     page.wait_for_function(f"document.querySelectorAll('#history li').length >= {len(files)}", timeout=300_000)
@@ -159,8 +159,8 @@ def test_every_sample_image_matches_the_python_solver(page, shared_dir, referenc
 
 @pytest.mark.parametrize("kind", ["drop", "paste"])
 def test_drop_and_paste(page, shared_dir, reference, kind) -> None:
-    for preset, folder in PRESET_FOLDERS.items():
-        path = sample_files(shared_dir / folder)[7]
+    for preset in MODELS:
+        path = model_files(shared_dir, preset)[7]
         text = solve_one(page, lambda path=path: dispatch(page, kind, path))
         assert text == reference[preset].solve(path).text
         assert page.text_content("#model-used").startswith(preset)
@@ -178,6 +178,23 @@ def test_examples_solve_on_click(page, reference) -> None:
         preset = Path(src).stem.rsplit("-", 1)[0]
         text = solve_one(page, buttons.nth(i).click)
         assert text == reference[preset].solve(EXAMPLES / Path(src).name).text, src
+
+
+@pytest.mark.parametrize("size", [(320, 120), (200, 75), (140, 80)])
+def test_other_sizes_are_resampled_as_python_does(page, shared_dir, reference, tmp_path, size) -> None:
+    """Nearest-neighbour resampling on both sides (the page draws with no smoothing): the page's model
+    and answer for a resized captcha are Python's "auto" ones, and the page says it scaled."""
+    from PIL import Image
+
+    auto = Solver("auto")
+    for preset in MODELS:
+        path = tmp_path / f"{preset}.png"
+        Image.open(model_files(shared_dir, preset)[2]).convert("RGB").resize(size, Image.BILINEAR).save(path)
+        want = auto.solve(path)
+        text = solve_one(page, lambda path=path: page.set_input_files("#file-input", str(path)))
+        used = page.text_content("#model-used")
+        assert (text, used.split(" ")[0]) == (want.text, want.model), (preset, size, used)
+        assert f"scaled from {size[0]}×{size[1]}" in used
 
 
 def test_copy_button_copies_the_answer(page) -> None:
@@ -331,9 +348,9 @@ def test_server_types_and_site_build(server, tfjs_models, tmp_path, capsys) -> N
     # The stylesheet and the model list come inside the page (no request before the first layout) ...
     assert "<style>" in html and 'href="style.css"' not in html
     listing = re.search(r'<script type="application/json" id="models">(.*?)</script>', html)
-    assert [m["name"] for m in json.loads(listing.group(1))["models"]] == list(PRESET_FOLDERS)
+    assert [m["name"] for m in json.loads(listing.group(1))["models"]] == MODELS
     # ... and Auto's first model is preloaded.
-    assert '<link rel="preload" href="models/gnuboard5/weights.bin"' in html
+    assert f'<link rel="preload" href="models/{DEFAULT_MODEL}/weights.bin"' in html
     out = tmp_path / "site"
     assert main(["site", "build", str(out), "--models", str(tfjs_models)]) == 0
     for name in (

@@ -1,17 +1,18 @@
 // The page: take an image (file, drop, paste, example), pick a model, run it, show the answer.
-// Everything model-specific (input size, alphabet, lengths) comes from the model list in the page and each
-// model.json's metadata, so a new model needs no change here.
+// The same stages as solver.py: decode (the browser's image decoder), route and read (reading.js, the
+// page's copy of solver.py's rules), with the model between. Everything model-specific (input size,
+// alphabet, lengths, thresholds) comes from the catalogue site.py embeds in the page, so a new model
+// needs no change here.
+import { fit, read, route } from './reading.js';
 import { fetchModel, initBackend, loadModel, predict } from './runtime/index.js';
 
 performance.mark('app-start');
 const $ = (id) => document.getElementById(id);
-const UNSURE = 0.9; // below this a character is shaded and its alternatives listed
-const CHAR_WIDTH = 18; // px a KCAPTCHA glyph advances (solver.py's CHAR_WIDTH): ink width -> length
-const MAX_PIXELS = 1_000_000; // as solver.py: room for a screenshot, no 100 MB arrays for a photo
+const MAX_PIXELS = 1_000_000; // as inputs.py: room for a screenshot, no 100 MB arrays for a photo
 
 const state = {
   backend: null, // Promise, resolved once the wasm backend runs
-  catalog: [], // [{name, width, height, length_min, length_max}], the first being Auto's first guess
+  catalog: [], // site.py's catalogue entries (size, lengths, classes, thresholds), the first being Auto's first guess
   downloads: new Map(), // name -> Promise of model artifacts (fetched while the backend starts)
   models: new Map(), // name -> Promise of {model, meta}
   queue: Promise.resolve(), // images are solved one after another, in the order given
@@ -58,56 +59,19 @@ function getModel(name) {
   return state.models.get(name);
 }
 
-/**
- * The model for an image: the one selected, or in Auto the one trained on this size (else the closest
- * aspect ratio, scaled), told apart by text width when two share a size. Same rule as solver.py.
- */
+/** The catalogue entry for a picture: the one selected, or in Auto what reading.js's route() picks. */
 function chooseModel(width, height, rgb) {
   const chosen = $('model-select').value;
   if (chosen !== 'auto') return { entry: state.catalog.find((m) => m.name === chosen), why: 'chosen' };
-  let fits = state.catalog.filter((m) => m.width === width && m.height === height);
-  if (fits.length === 0) {
-    const off = (m) => Math.abs(Math.log(m.width / m.height / (width / height)));
-    const best = Math.min(...state.catalog.map(off));
-    fits = state.catalog.filter((m) => off(m) === best);
-  }
+  const { entry, ink } = route(state.catalog, width, height, rgb);
   const size = `auto: ${width}×${height}`;
-  if (fits.length === 1) return { entry: fits[0], why: size };
-  const ink = (inkWidth(rgb, width, height) * fits[0].width) / width;
-  const gap = (m) => Math.abs(ink - (CHAR_WIDTH * (m.length_min + m.length_max)) / 2);
-  const entry = fits.reduce((a, b) => (gap(b) < gap(a) ? b : a));
-  return { entry, why: `${size}, text ${ink.toFixed(0)} px wide` };
-}
-
-/** Columns from the first to the last with two or more dark pixels (darker than mid-range). */
-function inkWidth(rgb, width, height) {
-  const gray = new Float32Array(width * height);
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (let i = 0; i < gray.length; i++) {
-    const g = (rgb[3 * i] + rgb[3 * i + 1] + rgb[3 * i + 2]) / 3;
-    gray[i] = g;
-    if (g < lo) lo = g;
-    if (g > hi) hi = g;
-  }
-  const mid = (lo + hi) / 2;
-  let first = -1;
-  let last = -1;
-  for (let x = 0; x < width; x++) {
-    let dark = 0;
-    for (let y = 0; y < height; y++) if (gray[y * width + x] < mid) dark++;
-    if (dark >= 2) {
-      if (first < 0) first = x;
-      last = x;
-    }
-  }
-  return first < 0 ? 0 : last - first + 1;
+  return { entry, why: ink === null ? size : `${size}, text ${ink.toFixed(0)} px wide` };
 }
 
 // -- images -----------------------------------------------------------------------------------------
 
-/** RGB integers of an image file, at its own size or scaled to `size`; rejects what is not an image. */
-async function readPixels(blob, size) {
+/** The browser's decode of an image file; rejects what is not an image, or is too large for a captcha. */
+async function decodeImage(blob) {
   let bitmap;
   try {
     bitmap = await createImageBitmap(blob, { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
@@ -118,13 +82,18 @@ async function readPixels(blob, size) {
     bitmap.close();
     throw new Error(`The image is ${bitmap.width}×${bitmap.height}: too large for a captcha.`);
   }
-  const width = size ? size.width : bitmap.width;
-  const height = size ? size.height : bitmap.height;
+  return bitmap;
+}
+
+/**
+ * RGB integers of the `box` of a decoded image: drawImage's source rectangle, drawn at its own size (no
+ * resampling: a resize to the model's size is reading.js's fit(), pixel for pixel as in Python).
+ */
+function pixels(bitmap, box) {
+  const { width, height } = box;
   const canvas = new OffscreenCanvas(width, height);
   const ctx = canvas.getContext('2d', { willReadFrequently: true });
-  ctx.drawImage(bitmap, 0, 0, width, height);
-  const natural = { width: bitmap.width, height: bitmap.height };
-  bitmap.close();
+  ctx.drawImage(bitmap, box.x, box.y, width, height, 0, 0, width, height);
   const rgba = ctx.getImageData(0, 0, width, height).data;
   const rgb = new Int32Array(width * height * 3);
   for (let i = 0, j = 0; i < rgba.length; i += 4, j += 3) {
@@ -132,46 +101,7 @@ async function readPixels(blob, size) {
     rgb[j + 1] = rgba[i + 1];
     rgb[j + 2] = rgba[i + 2];
   }
-  return { rgb, width, height, natural };
-}
-
-/**
- * probs [steps, K+1] -> characters, as solver.py reads them. decoder "positions": step k is character
- * k, up to the first "none". "ctc": runs of one symbol collapse, "none" is the blank, and each
- * character is read at the most confident step of its run. Alternatives: the next best classes.
- */
-function decode(data, steps, classes, decoder) {
-  const k = classes.length + 1;
-  const none = k - 1;
-  const rows = [];
-  const best = [];
-  for (let s = 0; s < steps; s++) {
-    const row = data.subarray(s * k, (s + 1) * k);
-    let b = 0;
-    for (let c = 1; c < k; c++) if (row[c] > row[b]) b = c;
-    rows.push(row);
-    best.push(b);
-  }
-  const picked = [];
-  if (decoder === 'ctc') {
-    for (let start = 0, end = 1; start < steps; start = end, end = start + 1) {
-      while (end < steps && best[end] === best[start]) end++;
-      if (best[start] === none) continue;
-      let at = start;
-      for (let s = start + 1; s < end; s++) if (rows[s][best[start]] > rows[at][best[start]]) at = s;
-      picked.push(at);
-    }
-  } else {
-    for (let s = 0; s < steps && best[s] !== none; s++) picked.push(s);
-  }
-  return picked.map((s) => ({
-    ch: classes[best[s]],
-    prob: rows[s][best[s]],
-    alternatives: Array.from(rows[s], (prob, c) => ({ ch: c === none ? '∅' : classes[c], prob, c }))
-      .filter((a) => a.c !== best[s] && a.prob >= 0.02)
-      .sort((a, b) => b.prob - a.prob)
-      .slice(0, 3),
-  }));
+  return { rgb, width, height };
 }
 
 // -- solving ----------------------------------------------------------------------------------------
@@ -192,26 +122,26 @@ function solve(blob, label) {
 
 async function run(blob, name) {
   const started = performance.now();
-  let image = await readPixels(blob); // no runtime needed: overlaps with its loading
+  const bitmap = await decodeImage(blob); // no runtime needed: overlaps with its loading
+  const picture = pixels(bitmap, { x: 0, y: 0, width: bitmap.width, height: bitmap.height }); // the whole input
+  bitmap.close();
   await state.backend;
   setState('busy', `Reading ${name}…`);
-  const { entry, why } = chooseModel(image.width, image.height, image.rgb);
+  const { entry, why } = chooseModel(picture.width, picture.height, picture.rgb);
   const { model, meta } = await getModel(entry.name);
-  let scaled = '';
-  if (image.width !== meta.width || image.height !== meta.height) {
-    scaled = `, scaled from ${image.width}×${image.height}`;
-    image = await readPixels(blob, meta);
-  }
+  const resized = picture.width !== meta.width || picture.height !== meta.height;
+  const rgb = resized ? fit(picture.rgb, picture.width, picture.height, meta.width, meta.height) : picture.rgb;
   markOnce('inference-start');
   const t0 = performance.now();
-  const { data, shape } = await predict(model, image.rgb, 1, meta.height, meta.width);
+  const { data, shape } = await predict(model, rgb, 1, meta.height, meta.width);
   const modelMs = performance.now() - t0;
-  const chars = decode(data, shape[1], meta.classes, meta.decoder || 'positions');
+  const { chars } = read(data, shape[1], entry);
   markOnce('first-answer');
-  render(chars, { blob, name, model: meta.name, why: why + scaled, modelMs, totalMs: performance.now() - started });
+  const scaled = resized ? `, scaled from ${picture.width}×${picture.height}` : '';
+  render(chars, entry, { blob, name, model: meta.name, why: why + scaled, modelMs, totalMs: performance.now() - started });
 }
 
-function render(chars, info) {
+function render(chars, entry, info) {
   const text = chars.map((c) => c.ch).join('');
   const result = $('result');
   result.replaceChildren(
@@ -220,7 +150,7 @@ function render(chars, info) {
       span.textContent = c.ch;
       span.style.setProperty('--conf', c.prob.toFixed(3));
       span.title = `${percent(c.prob)} sure`;
-      if (c.prob < UNSURE) span.className = 'unsure';
+      if (c.prob < entry.low_confidence) span.className = 'unsure';
       return span;
     }),
   );
@@ -228,10 +158,10 @@ function render(chars, info) {
   $('alternatives').replaceChildren(
     ...chars
       .map((c, i) => ({ ...c, i }))
-      .filter((c) => c.prob < UNSURE)
+      .filter((c) => c.prob < entry.low_confidence)
       .map((c) => {
         const li = document.createElement('li');
-        const alts = c.alternatives.map((a) => `${a.ch} ${percent(a.prob)}`).join(' · ');
+        const alts = c.alternatives.map((a) => `${a.ch || '∅'} ${percent(a.prob)}`).join(' · ');
         li.textContent = `#${c.i + 1}: ${c.ch} ${percent(c.prob)}${alts ? ` · or ${alts}` : ''}`;
         return li;
       }),

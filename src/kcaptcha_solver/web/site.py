@@ -13,18 +13,20 @@ import json
 import shutil
 import threading
 import webbrowser
+from dataclasses import asdict
 from html import escape
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from ..errors import KcaptchaError, ModelError
+from ..modelfile import Reading, catalogue_key
 
 WEB_DIR = Path(__file__).resolve().parent
 DIST = WEB_DIR / "dist"
 MODELS_DIR = WEB_DIR.parent / "models" / "tfjs"
 BUILT = ("app.js", "tfjs-backend-wasm.wasm", "tfjs-backend-wasm-simd.wasm")
-MODEL_ORDER = ("gnuboard5", "seed-l2", "kcaptcha-default")  # Auto preloads the first one present
-CATALOG_KEYS = ("name", "preset", "width", "height", "length_min", "length_max")
+CATALOG_KEYS = ("name", "preset", "width", "height", "length_min", "length_max", "classes", "decoder")
+EXAMPLE_SUFFIXES = (".jpg", ".png")
 TYPES = {
     ".html": "text/html; charset=utf-8",
     ".css": "text/css; charset=utf-8",
@@ -54,7 +56,9 @@ def require_built() -> None:
 
 
 def catalog(models_dir: Path = MODELS_DIR) -> list[dict]:
-    """What the page needs to pick a model: name, input size, string lengths, in MODEL_ORDER."""
+    """What the page needs to pick a model and read its answers: name, input size, string lengths,
+    symbols, decoder and the reading thresholds (defaults for files that predate them), in catalogue
+    order (modelfile.catalogue_key: the default model first, which Auto preloads)."""
     entries = []
     for path in sorted(Path(models_dir).glob("*/model.json")):
         try:
@@ -65,11 +69,41 @@ def catalog(models_dir: Path = MODELS_DIR) -> list[dict]:
             raise ModelError(
                 f"{path} says its name is {meta['name']!r}, but its folder is {path.parent.name!r}"
             )
-        entries.append({key: meta[key] for key in CATALOG_KEYS})
+        entries.append({**{key: meta[key] for key in CATALOG_KEYS}, **asdict(Reading.from_meta(meta))})
     if not entries:
         raise ModelError(f"no TF.js models in {models_dir} (export some with: kcaptcha export --format tfjs)")
-    rank = {name: i for i, name in enumerate(MODEL_ORDER)}
-    return sorted(entries, key=lambda e: (rank.get(e["name"], len(rank)), e["name"]))
+    return sorted(entries, key=lambda e: catalogue_key(e["name"], e["width"], e["height"]))
+
+
+def examples_html(models: list[dict]) -> str:
+    """A button per example picture (``examples/NAME-SEED.jpg|png``) of the models present: seed by seed,
+    each in catalogue order."""
+    found = [(p.stem.rsplit("-", 1)[1], i, p, m) for i, m in enumerate(models)
+             for p in (WEB_DIR / "examples").glob(f"{m['name']}-*") if p.suffix in EXAMPLE_SUFFIXES]
+    return "\n".join(
+        f'        <button type="button" data-src="examples/{escape(p.name)}" aria-label="{escape(m["name"])} '
+        f'example">\n          <img alt="" width="{m["width"]}" height="{m["height"]}">\n        </button>'
+        for _, _, p, m in sorted(found, key=lambda f: f[:2])
+    )
+
+
+def auto_html(models: list[dict]) -> str:
+    """How Auto chooses, from the models present: which sizes it knows and which models share one."""
+    sizes: dict[tuple[int, int], list[dict]] = {}
+    for m in models:
+        sizes.setdefault((m["width"], m["height"]), []).append(m)
+
+    def chars(m: dict) -> str:
+        lo, hi = m["length_min"], m["length_max"]
+        return f"{lo}" if lo == hi else f"{lo}&ndash;{hi}"
+
+    parts = []
+    for (w, h), group in sizes.items():
+        names = " or ".join(f"<code>{escape(m['name'])}</code> ({chars(m)} characters)" for m in group)
+        told = ", told apart by how wide the text is" if len(group) > 1 else ""
+        parts.append(f"{w}&times;{h} is {names}{told}")
+    return (f"<li><strong>Auto</strong> picks the model from the image size: {'; '.join(parts)}. Other sizes "
+            "go to the closest shape, resized. Pick a model yourself if the guess is wrong.</li>")
 
 
 def site_files(models_dir: Path = MODELS_DIR) -> dict[str, Path | bytes]:
@@ -102,6 +136,8 @@ def page_html(models: list[dict], models_dir: Path = MODELS_DIR) -> str:
         [f'  <script type="application/json" id="models">{listing}</script>']
         + [f'  <link rel="preload" href="{href}" as="fetch" crossorigin>' for href in first]
     )
+    html = html.replace("        <!-- examples -->", examples_html(models))
+    html = html.replace("<!-- auto -->", auto_html(models))
     return html.replace("  <!-- models -->", head)
 
 

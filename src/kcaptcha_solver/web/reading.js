@@ -1,0 +1,132 @@
+// How the page routes a picture to a model and reads the model's answer: the same rules as solver.py's
+// route() and read(), written once more because the page runs no Python. Pure functions of arrays and
+// catalogue entries (no DOM, no runtime), so tests/test_reading.py runs them in Node on the cases of
+// tests/fixtures/reading.json and checks solver.py against the same file. The thresholds come from each
+// model's catalogue entry (site.py fills it from the model file), never from constants here.
+
+/** A confidence as reported: 4 places, as Python's round(p, 4) gives for a float32 probability. */
+export const round4 = (p) => Math.round(p * 1e4) / 1e4;
+const round6 = (x) => Math.round(x * 1e6) / 1e6;
+
+/**
+ * probs (Float32Array, [steps, K+1]) -> { text, chars: [{ ch, prob, alternatives: [{ ch, prob }] }] }.
+ * decoder "positions": step k is character k, up to the first "none". "ctc": runs of one symbol
+ * collapse, "none" is the blank, and each character is read at the most confident step of its run.
+ * A character below entry.low_confidence (after rounding) lists the other classes at least
+ * entry.alternative_min likely (at most entry.alternatives_max, most likely first, ties by class);
+ * ch "" is "none": the string may end there.
+ */
+export function read(probs, steps, entry) {
+  const { classes, decoder } = entry;
+  const k = classes.length + 1;
+  const none = k - 1;
+  const rows = [];
+  const best = [];
+  for (let s = 0; s < steps; s++) {
+    const row = probs.subarray(s * k, (s + 1) * k);
+    let b = 0;
+    for (let c = 1; c < k; c++) if (row[c] > row[b]) b = c;
+    rows.push(row);
+    best.push(b);
+  }
+  const picked = [];
+  if (decoder === 'ctc') {
+    for (let start = 0, end = 1; start < steps; start = end, end = start + 1) {
+      while (end < steps && best[end] === best[start]) end++;
+      if (best[start] === none) continue;
+      let at = start;
+      for (let s = start + 1; s < end; s++) if (rows[s][best[start]] > rows[at][best[start]]) at = s;
+      picked.push(at);
+    }
+  } else {
+    for (let s = 0; s < steps && best[s] !== none; s++) picked.push(s);
+  }
+  const least = Math.fround(entry.alternative_min); // compared in float32, as numpy compares the output
+  const chars = picked.map((s) => {
+    const prob = round4(rows[s][best[s]]);
+    const alternatives =
+      prob >= entry.low_confidence
+        ? []
+        : Array.from(rows[s], (p, c) => ({ c, p }))
+            .filter((a) => a.c !== best[s] && a.p >= least)
+            .sort((a, b) => b.p - a.p || a.c - b.c)
+            .slice(0, entry.alternatives_max)
+            .map((a) => ({ ch: a.c === none ? '' : classes[a.c], prob: round4(a.p) }));
+    return { ch: classes[best[s]], prob, alternatives };
+  });
+  return { text: chars.map((c) => c.ch).join(''), chars };
+}
+
+/**
+ * The catalogue entry for a picture of width x height (rgb: Int32Array or Uint8Array, HxWx3): one
+ * trained on its size, else the closest aspect ratio (it is resized); between models of one size,
+ * the one whose string length fits the ink width (entry.char_width px a character). Ties go to the
+ * first in `entries`, which the page keeps in catalogue order, as solver.py does.
+ * Returns { entry, ink }: ink is the scaled ink width in px when it decided, else null.
+ */
+export function route(entries, width, height, rgb) {
+  const misfit = (m) => [
+    m.width === width && m.height === height ? 0 : 1,
+    round6(Math.abs(Math.log((m.width * height) / (m.height * width)))),
+  ];
+  const order = (a, b) => a[0] - b[0] || a[1] - b[1];
+  const best = entries.map(misfit).reduce((a, b) => (order(b, a) < 0 ? b : a));
+  const same = entries.filter((m) => order(misfit(m), best) === 0);
+  if (same.length === 1) return { entry: same[0], ink: null };
+  const ink = (inkWidth(rgb, width, height) * same[0].width) / width;
+  const gap = (m) => Math.abs(ink - (m.char_width * (m.length_min + m.length_max)) / 2);
+  return { entry: same.reduce((a, b) => (gap(b) < gap(a) ? b : a)), ink };
+}
+
+/** Columns from the first to the last with two or more dark pixels (darker than mid-range). */
+export function inkWidth(rgb, width, height) {
+  const gray = new Float64Array(width * height);
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (let i = 0; i < gray.length; i++) {
+    const g = (rgb[3 * i] + rgb[3 * i + 1] + rgb[3 * i + 2]) / 3;
+    gray[i] = g;
+    if (g < lo) lo = g;
+    if (g > hi) hi = g;
+  }
+  const mid = (lo + hi) / 2;
+  let first = -1;
+  let last = -1;
+  for (let x = 0; x < width; x++) {
+    let dark = 0;
+    for (let y = 0; y < height; y++) if (gray[y * width + x] < mid) dark++;
+    if (dark >= 2) {
+      if (first < 0) first = x;
+      last = x;
+    }
+  }
+  return first < 0 ? 0 : last - first + 1;
+}
+
+/**
+ * rgb (width x height x 3) resized to toWidth x toHeight by nearest neighbour, pixel for pixel as
+ * inputs.py's fit() (Pillow's NEAREST): source column (row) i is the floor of a running sum that starts
+ * at half the scale and adds the scale once per pixel. Done here rather than by drawImage, whose
+ * choice between two source pixels at an exact boundary is the browser's own.
+ */
+export function fit(rgb, width, height, toWidth, toHeight) {
+  const cols = nearest(width, toWidth);
+  const rows = nearest(height, toHeight);
+  const out = new Int32Array(toWidth * toHeight * 3);
+  for (let y = 0, o = 0; y < toHeight; y++) {
+    for (let x = 0; x < toWidth; x++, o += 3) {
+      const i = 3 * (rows[y] * width + cols[x]);
+      out[o] = rgb[i];
+      out[o + 1] = rgb[i + 1];
+      out[o + 2] = rgb[i + 2];
+    }
+  }
+  return out;
+}
+
+function nearest(from, to) {
+  const scale = from / to;
+  const index = new Int32Array(to);
+  for (let i = 0, at = scale * 0.5; i < to; i++, at += scale) index[i] = Math.floor(at);
+  return index;
+}

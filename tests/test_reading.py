@@ -1,0 +1,102 @@
+"""One spec for resampling, routing and reading, run in both languages: inputs.fit and solver.py's
+route()/read() in Python, web/reading.js in Node, each checked against tests/fixtures/reading.json."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kcaptcha_solver.inputs import fit
+from kcaptcha_solver.solver import ModelInfo, read, route
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURE = ROOT / "tests" / "fixtures" / "reading.json"
+SPEC = json.loads(FIXTURE.read_text())
+
+# Runs reading.js on every case of the fixture; prints {"read": [...], "route": [...]} as the Python side gets it.
+NODE_JS = """
+import * as fs from 'node:fs';
+import { fit, read, route } from './src/kcaptcha_solver/web/reading.js';
+import { coded, picture } from './tests/fixtures/picture.mjs';
+const spec = JSON.parse(fs.readFileSync(process.argv[1], 'utf8'));
+const out = { read: [], route: [], fit: [] };
+for (const c of spec.read) {
+  const { text, chars } = read(Float32Array.from(c.probs.flat()), c.probs.length, spec.models[c.model]);
+  out.read.push({ text, confidence: chars.map((x) => x.prob),
+                  alternatives: chars.map((x) => x.alternatives.map((a) => [a.ch, a.prob])) });
+}
+for (const c of spec.route) {
+  const { width, height } = c.image;
+  out.route.push(route(c.models.map((n) => spec.models[n]), width, height, picture(c.image)).entry.name);
+}
+for (const c of spec.fit) {
+  const [[W, H], [w, h]] = [c.from, c.to];
+  const rgb = fit(coded(W, H), W, H, w, h);
+  out.fit.push({ columns: Array.from({ length: w }, (_, x) => rgb[3 * x] + 256 * rgb[3 * x + 2]),
+                 rows: Array.from({ length: h }, (_, y) => rgb[3 * y * w + 1]) });
+}
+console.log(JSON.stringify(out));
+"""
+
+
+def info(name: str) -> ModelInfo:
+    return ModelInfo.from_meta({"preset": "custom", "arch": "fixture", **SPEC["models"][name]}, Path(f"{name}.onnx"))
+
+
+def picture(image: dict) -> np.ndarray:
+    """White, with black in rows h/3..2h/3 of the columns ink[0]..ink[1]: the same in picture.mjs."""
+    pixels = np.full((image["height"], image["width"], 3), 255, np.uint8)
+    if image["ink"]:
+        h = image["height"]
+        pixels[h // 3 : 2 * h // 3, image["ink"][0] : image["ink"][1] + 1] = 0
+    return pixels
+
+
+def coded(width: int, height: int) -> np.ndarray:
+    """Each pixel names its place: red + 256 * blue is the column, green the row (as in picture.mjs)."""
+    x, y = np.meshgrid(np.arange(width), np.arange(height))
+    return np.dstack([x % 256, y, x // 256]).astype(np.uint8)
+
+
+def expected(case: dict) -> dict:
+    return {key: case[key] for key in ("text", "confidence", "alternatives")}
+
+
+@pytest.mark.parametrize("case", SPEC["read"], ids=[c["about"] for c in SPEC["read"]])
+def test_python_reads_as_the_spec_says(case: dict) -> None:
+    result = read(np.asarray(case["probs"], np.float32), info(case["model"]))
+    got = {"text": result.text, "confidence": list(result.confidence),
+           "alternatives": [[list(a) for a in alts] for alts in result.alternatives]}
+    assert got == expected(case)
+
+
+@pytest.mark.parametrize("case", SPEC["route"], ids=[c["about"] for c in SPEC["route"]])
+def test_python_routes_as_the_spec_says(case: dict) -> None:
+    assert route([info(n) for n in case["models"]], picture(case["image"])).name == case["model"]
+
+
+@pytest.mark.parametrize("case", SPEC["fit"], ids=[c["about"] for c in SPEC["fit"]])
+def test_python_resamples_as_the_spec_says(case: dict) -> None:
+    (width, height), (w, h) = case["from"], case["to"]
+    out = fit(coded(width, height), w, h).astype(int)
+    assert (out[0, :, 0] + 256 * out[0, :, 2]).tolist() == case["columns"]
+    assert out[:, 0, 1].tolist() == case["rows"]
+
+
+def test_the_page_reads_routes_and_resamples_as_the_spec_says() -> None:
+    if shutil.which("node") is None:
+        pytest.fail("node is needed (Node 18+): the page's reading.js is checked in Node")
+    done = subprocess.run(["node", "--input-type=module", "-e", NODE_JS, str(FIXTURE)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout)
+    for case, answer in zip(SPEC["read"], got["read"], strict=True):
+        assert answer == expected(case), case["about"]
+    assert got["route"] == [case["model"] for case in SPEC["route"]]
+    assert got["fit"] == [{"columns": case["columns"], "rows": case["rows"]} for case in SPEC["fit"]]
+
