@@ -12,6 +12,8 @@ import torch
 from PIL import Image
 
 from kcaptcha_solver.cli import main
+from kcaptcha_solver.errors import ConfigError, ModelError
+from kcaptcha_solver.model import ModelSpec, build, load_checkpoint
 from kcaptcha_solver.train import TrainConfig, targets_for
 
 
@@ -34,6 +36,44 @@ def test_train_refuses_reserved_or_invalid_seeds(flag, value, tmp_path, capsys):
 def test_train_refuses_unknown_preset(tmp_path, capsys):
     assert main(["train", "--preset", "gnuboard", "--out", str(tmp_path / "r")]) == 2
     assert "did you mean 'gnuboard5'" in capsys.readouterr().err.lower()
+
+
+def test_train_refuses_unknown_arch_with_a_suggestion(tmp_path, capsys):
+    assert main(["train", "--preset", "seed-l2", "--arch", "cnn-smal", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: unknown architecture 'cnn-smal'") and "did you mean 'cnn-small'" in err
+    assert "Traceback" not in err and not (tmp_path / "r").exists()
+    with pytest.raises(ConfigError, match="did you mean 'ctc-wide'"):
+        build(ModelSpec("ctc-wid", 60, 160, 6, "0123456789"))
+
+
+def test_train_options_come_from_the_config_fields():
+    """Every TrainConfig field is a `kcaptcha train` option with the field's own default."""
+    from dataclasses import fields
+
+    from kcaptcha_solver.cli import build_parser
+
+    args = build_parser().parse_args(["train"])
+    assert {f.name: getattr(args, f.name) for f in fields(TrainConfig)} == vars(TrainConfig())
+    args = build_parser().parse_args(["train", "--steps", "7", "--lr", "0.5", "--fonts", "F", "--weight-decay", "0"])
+    assert (args.steps_per_epoch, args.lr, args.fonts_dir, args.weight_decay) == (7, 0.5, "F", 0.0)
+
+
+def test_stored_configs_load_through_from_dict():
+    """Runs written before a field existed load with its default; an unknown key is named, not ignored."""
+    old = {k: v for k, v in vars(TrainConfig(preset="seed-l2", epochs=3)).items() if k not in ("device", "init")}
+    assert TrainConfig.from_dict(old) == TrainConfig(preset="seed-l2", epochs=3)
+    with pytest.raises(ConfigError, match="unknown training setting 'epoch'.*did you mean 'epochs'"):
+        TrainConfig.from_dict({"epoch": 3})
+
+
+def test_a_file_that_is_not_a_checkpoint_is_a_model_error(tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelError, match="not a kcaptcha-solver checkpoint"):
+        load_checkpoint(junk)
+    with pytest.raises(ModelError, match="checkpoint not found"):
+        load_checkpoint(tmp_path / "missing.pt")
 
 
 def test_seed_ranges_are_checked_over_the_whole_run():

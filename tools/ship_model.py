@@ -18,20 +18,14 @@ from pathlib import Path
 
 from kcaptcha_solver.evaluate import evaluate
 from kcaptcha_solver.export import export
-from kcaptcha_solver.train import TrainConfig
+from kcaptcha_solver.trainconfig import TrainConfig
 
 MODELS = Path(__file__).resolve().parents[1] / "src" / "kcaptcha_solver" / "models"
-FLAGS = {"preset": "--preset", "arch": "--arch", "epochs": "--epochs", "steps_per_epoch": "--steps",
-         "batch_size": "--batch-size", "lr": "--lr", "seed": "--seed", "val_seed": "--val-seed",
-         "val_count": "--val-count", "workers": "--workers"}
 
 
 def command(cfg: TrainConfig, out: str) -> str:
     """The ``kcaptcha train`` line that reproduces ``cfg`` (every value explicit)."""
-    parts = ["kcaptcha train"] + [f"{flag} {getattr(cfg, key)}" for key, flag in FLAGS.items()]
-    if cfg.init:
-        parts.append(f"--init {cfg.init}")
-    return " ".join(parts + [f"--out {out}"])
+    return " ".join(["kcaptcha train", *cfg.recipe_args(), "--out", out])
 
 
 def metrics(run: Path) -> list[dict]:
@@ -54,7 +48,7 @@ def ancestry(cfg: TrainConfig) -> str:
 
     rows = ""
     while cfg.init:
-        base = TrainConfig(**torch.load(cfg.init, map_location="cpu", weights_only=False)["train_config"])
+        base = TrainConfig.from_dict(torch.load(cfg.init, map_location="cpu", weights_only=False)["train_config"])
         run = Path(cfg.init).parent
         rows_base = metrics(run)
         minutes = float(rows_base[-1]["wall_s"]) / 60
@@ -72,7 +66,7 @@ def main() -> None:
     ap.add_argument("--name")
     ap.add_argument("--float32", action="store_true", help="keep float32 weights (when float16 fails the check)")
     args = ap.parse_args()
-    cfg = TrainConfig(**json.loads((args.run / "train_config.json").read_text()))
+    cfg = TrainConfig.from_dict(json.loads((args.run / "train_config.json").read_text()))
     name = args.name or cfg.preset
     written = export(args.run / "best.pt", MODELS, ("onnx", "tfjs"), name=name, float16=not args.float32)
     weights = "float32 weights" if args.float32 else "float16 weights, float32 arithmetic"

@@ -152,7 +152,9 @@ def _run_generate(args: argparse.Namespace) -> int:
 
 @verb
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    from .generator import PRESETS
+    from dataclasses import fields
+
+    from .trainconfig import TrainConfig, default_of, flag_of
 
     p = sub.add_parser(
         "train",
@@ -161,43 +163,35 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "disk). Keeps the best checkpoint by validation full-string accuracy, a metrics CSV and a plot. "
         "Seeds 70,000,000-89,999,999 are reserved for evaluation and refused.",
     )
-    p.add_argument("--preset", default="gnuboard5", help=f"captcha preset ({', '.join(PRESETS)})")
-    p.add_argument("--config", help="JSON file of CaptchaConfig fields: train for your own site's settings")
-    p.add_argument("--arch", default="cnn-small", help="architecture name (see kcaptcha_solver.model.ARCHS)")
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--steps", type=int, default=200, help="optimizer steps per epoch")
-    p.add_argument("--batch-size", type=int, default=96)
-    p.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (one-cycle)")
-    p.add_argument("--seed", type=int, default=1_000_000, help="first training seed (sample k uses seed+k)")
-    p.add_argument("--val-seed", type=int, default=90_000_000, help="first validation seed")
-    p.add_argument("--val-count", type=int, default=2000)
-    p.add_argument("--workers", type=int, default=1, help="generator processes feeding the trainer")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
-    p.add_argument("--device", default="auto",
-                   help="auto (a GPU when torch sees one, else the CPU), cpu, or cuda[:N]")
-    p.add_argument("--fonts", help="folder with the KCAPTCHA font atlases")
+    types = {"int": int, "float": float}  # the rest are strings (a dict field takes a JSON file's name)
+    for f in fields(TrainConfig):  # one option per field: its default, type and help live in TrainConfig
+        default = default_of(f)
+        shown = "" if default in (None, {}) else " (default: %(default)s)"
+        p.add_argument(flag_of(f), dest=f.name, type=types.get(f.type, str), default=default,
+                       metavar=f.metadata.get("metavar"), help=f.metadata["help"] + shown)
     p.add_argument("--out", default="runs/train", help="output folder (checkpoints, metrics.csv, curves.png)")
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    p.add_argument("--init", metavar="CHECKPOINT",
-                   help="start from these weights (fine-tune, e.g. a preset model for your site's config)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
     from .train import TrainConfig, describe, device_name, pick_device, train
 
-    config = _read_config(args.config)
-    cfg = TrainConfig(
-        preset=args.preset, arch=args.arch, epochs=args.epochs, steps_per_epoch=args.steps,
-        batch_size=args.batch_size, lr=args.lr, seed=args.seed, val_seed=args.val_seed,
-        val_count=args.val_count, workers=args.workers, threads=args.threads, device=args.device,
-        fonts_dir=args.fonts, config=config, init=args.init,
-    )
+    values = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
+    cfg = TrainConfig(**{**values, "config": _read_config(args.config or None)})
     cfg.check_seeds()
     cfg.captcha_config()  # a bad preset or --config fails here, before anything is written
     print(f"{describe(cfg)}, on {device_name(pick_device(cfg.device))}", flush=True)
-    best = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
+
+    def report(row: dict) -> None:
+        print(f"epoch {row['epoch']}/{cfg.epochs}  loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}  "
+              f"val acc {100 * row['val_acc']:.2f}%  char {100 * row['val_char_acc']:.3f}%  "
+              f"{row['wall_s'] / 60:.1f} min", flush=True)
+
+    best = train(cfg, args.out, resume=args.resume, progress=not args.quiet, on_epoch=report)
     print(f"best epoch {best['epoch']}: validation accuracy {100 * best['val_acc']:.2f}% -> {args.out}/best.pt")
     return 0
 

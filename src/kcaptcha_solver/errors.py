@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class KcaptchaError(Exception):
     """Base class: every error the library raises on purpose."""
@@ -37,3 +40,9 @@ class ModelError(KcaptchaError):
 
 class DatasetError(KcaptchaError):
     """A folder of labelled images cannot be used (empty, no labels, wrong sizes)."""
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` when ``name`` is close to one of ``known``, else ``""``: for messages."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""

@@ -19,11 +19,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import KcaptchaError
+from .errors import ConfigError, ModelError
 from .generator import CaptchaConfig, Generator, get_preset
-from .model import ModelSpec
+from .model import ModelSpec, load_checkpoint
+from .modelfile import FORMAT_VERSION, Reading
+from .trainconfig import TrainConfig
 
-FORMAT_VERSION = "1"
 ONNX_TOLERANCE = 2e-3  # max |p_onnx - p_torch|; float16 weights move probabilities by ~1e-4
 CHECK_SEED = 95_000_000  # images for the export check: outside training, validation and evaluation seeds
 CHECK_COUNT = 64
@@ -41,7 +42,8 @@ class WithSoftmax(nn.Module):
 
 
 def metadata(spec: ModelSpec, name: str, preset: str, config: CaptchaConfig, decoder: str) -> dict[str, str]:
-    """What every runtime reads from the model file, as strings."""
+    """What every runtime reads from the model file, as strings (modelfile.py says what each reader does
+    with a file that predates a key)."""
     return {
         "kcaptcha.decoder": decoder,  # "positions" or "ctc": how to read the steps (see model.py)
         "kcaptcha.format": FORMAT_VERSION,
@@ -53,6 +55,7 @@ def metadata(spec: ModelSpec, name: str, preset: str, config: CaptchaConfig, dec
         "kcaptcha.length_max": str(config.length[1]),
         "kcaptcha.width": str(spec.width),
         "kcaptcha.height": str(spec.height),
+        **Reading().to_meta(),  # how to read the answers: the same thresholds in Python and on the page
     }
 
 
@@ -116,7 +119,7 @@ def _check_onnx(model: nn.Module, path: Path, images: np.ndarray) -> float:
     clear = top2[..., 1] - top2[..., 0] > 2 * ONNX_TOLERANCE
     answers_differ = bool(((got.argmax(-1) != ref.argmax(-1)) & clear).any())
     if diff > ONNX_TOLERANCE:
-        raise KcaptchaError(
+        raise ModelError(
             f"ONNX export check failed: onnxruntime differs from torch (max |dp| = {diff:.2e}, "
             f"tolerance {ONNX_TOLERANCE:.0e}, answers {'differ' if answers_differ else 'agree'})"
         )
@@ -156,15 +159,13 @@ def export(
     ``out`` ending in ``.onnx`` names the ONNX file itself (single format);
     otherwise it is a folder that gets ``NAME.onnx`` and ``tfjs/NAME/``.
     """
-    from .train import TrainConfig, load_checkpoint
-
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
-        raise KcaptchaError(f"unknown export format {', '.join(unknown)} (known: {', '.join(FORMATS)})")
+        raise ConfigError(f"unknown export format {', '.join(unknown)} (known: {', '.join(FORMATS)})")
     model, ckpt = load_checkpoint(checkpoint)
     preset = ckpt.get("preset", "custom")
     tcfg = ckpt.get("train_config") or {}
-    config = TrainConfig(**tcfg).captcha_config() if tcfg else get_preset(preset)
+    config = TrainConfig.from_dict(tcfg).captcha_config() if tcfg else get_preset(preset)
     if tcfg.get("config"):  # trained on a custom site configuration, not the preset itself
         preset = "custom"
     name = name or preset

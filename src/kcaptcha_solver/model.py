@@ -18,11 +18,15 @@ ReLU + MaxPool2d blocks, a flatten or per-column reshape, Linear layers.
 
 from __future__ import annotations
 
+import os
+import pickle
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+
+from .errors import ConfigError, ModelError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -182,8 +186,23 @@ def greedy_decode(logits: torch.Tensor, decoder: str, blank: int) -> list[list[i
 
 
 def build(spec: ModelSpec) -> nn.Module:
-    """The network named by ``spec.arch``."""
+    """The network named by ``spec.arch``; ConfigError (with "did you mean") for an unknown name."""
+    if spec.arch not in ARCHS:
+        hint = did_you_mean(spec.arch, ARCHS)
+        raise ConfigError(f"unknown architecture {spec.arch!r} (known: {', '.join(ARCHS)}){hint}")
+    return ARCHS[spec.arch](spec)
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, dict]:
+    """A model in eval mode and the checkpoint dict it came from (``train.save_checkpoint`` writes them);
+    ModelError when the file is missing or not one of ours."""
     try:
-        return ARCHS[spec.arch](spec)
-    except KeyError:
-        raise ValueError(f"unknown architecture '{spec.arch}' (known: {', '.join(ARCHS)})") from None
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        model = build(ModelSpec(**ckpt["spec"]))
+        model.load_state_dict(ckpt["model"])
+    except FileNotFoundError:
+        raise ModelError(f"checkpoint not found: {path}") from None
+    except (KeyError, RuntimeError, TypeError, EOFError, pickle.UnpicklingError) as exc:
+        raise ModelError(f"{path} is not a kcaptcha-solver checkpoint ({type(exc).__name__}: {exc})") from None
+    model.eval()
+    return model, ckpt

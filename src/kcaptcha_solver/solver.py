@@ -41,7 +41,6 @@ raises :class:`~kcaptcha_solver.errors.ModelError`.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import time
@@ -52,7 +51,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from .errors import InputError, ModelError
+from .errors import InputError, ModelError, did_you_mean
 from .inputs import MAX_PIXELS, Box, ImageInput, fit, to_rgb_array
 from .modelfile import DEFAULT_MODEL, FORMAT_VERSION, Reading, bare, catalogue_key
 
@@ -184,8 +183,7 @@ def _resolve(model: str | os.PathLike[str]) -> Path:
     if path.is_file():
         return path
     names = sorted(p.stem for p in MODELS_DIR.glob("*.onnx"))
-    close = difflib.get_close_matches(str(model), names + ["auto"], n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(str(model), names + ["auto"])
     known = ", ".join(names) if names else "none installed"
     raise ModelError(f"unknown model {str(model)!r} (shipped: {known}; or 'auto', or a .onnx path){hint}")
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ import torch
 from torch import nn
 
 from .errors import ModelError
+from .modelfile import Reading
 
 MODEL_JSON = "model.json"
 WEIGHTS_BIN = "weights.bin"
@@ -242,6 +244,7 @@ def _normalise(metadata: dict) -> dict:
         raise ModelError(f"TF.js metadata lacks {', '.join(missing)}")
     for key in ("length_min", "length_max", "width", "height"):
         meta[key] = int(meta[key])
+    meta.update(asdict(Reading.from_meta(meta)))  # numbers, and the defaults where a caller gave none
     meta.pop("format", None)  # the ONNX format number; model.json carries its own format_version
     return meta
 

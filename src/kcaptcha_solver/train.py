@@ -13,7 +13,8 @@ import csv
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,54 +22,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .errors import ConfigError, KcaptchaError
-from .generator import CaptchaConfig, Generator, config_from_dict, get_preset
-from .model import ModelSpec, build, greedy_decode
-
-RESERVED_SEEDS = range(70_000_000, 90_000_000)
-
-
-@dataclass
-class TrainConfig:
-    """One training run. Defaults are the shipped gnuboard5 recipe."""
-
-    preset: str = "gnuboard5"
-    arch: str = "cnn-small"
-    epochs: int = 12
-    steps_per_epoch: int = 200
-    batch_size: int = 96
-    lr: float = 3e-3  # peak of the one-cycle schedule; AdamW copes with it from scratch
-    weight_decay: float = 1e-4
-    seed: int = 1_000_000  # first training seed; sample k uses seed + k
-    val_seed: int = 90_000_000  # just above the reserved evaluation range
-    val_count: int = 2000
-    workers: int = 1  # generator processes; the main process trains
-    threads: int = 0  # torch threads (0: torch's default)
-    device: str = "auto"  # "auto": the GPU when torch sees one, else the CPU
-    fonts_dir: str | None = None
-    config: dict = field(default_factory=dict)  # CaptchaConfig fields for a custom site
-    init: str | None = None  # start from this checkpoint's weights (fine-tuning), with a fresh schedule
-
-    @property
-    def train_samples(self) -> int:
-        return self.epochs * self.steps_per_epoch * self.batch_size
-
-    def captcha_config(self) -> CaptchaConfig:
-        """The preset, with the custom ``config`` fields on top."""
-        return config_from_dict(self.config, get_preset(self.preset))
-
-    def check_seeds(self) -> None:
-        """Refuse any training or validation seed in the reserved evaluation range."""
-        for name, lo, n in (("training", self.seed, self.train_samples), ("validation", self.val_seed,
-                                                                            self.val_count)):
-            hi = lo + n - 1
-            if lo < 0 or hi > 0xFFFFFFFF:
-                raise ConfigError(f"{name} seeds {lo}..{hi} are outside 0..4294967295")
-            if lo < RESERVED_SEEDS.stop and hi >= RESERVED_SEEDS.start:
-                raise ConfigError(
-                    f"{name} seeds {lo}..{hi} overlap 70,000,000-89,999,999, which is reserved for "
-                    "evaluation sets; pick another --seed / --val-seed"
-                )
+from .errors import ConfigError, ModelError
+from .generator import Generator
+from .model import ModelSpec, build, greedy_decode, load_checkpoint
+from .trainconfig import TrainConfig
 
 
 def pick_device(name: str) -> torch.device:
@@ -181,20 +138,6 @@ def save_checkpoint(path: Path, model: nn.Module, spec: ModelSpec, cfg: TrainCon
     os.replace(tmp, path)
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> tuple[nn.Module, dict]:
-    """A model in eval mode and the checkpoint dict it came from."""
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        model = build(ModelSpec(**ckpt["spec"]))
-        model.load_state_dict(ckpt["model"])
-    except FileNotFoundError:
-        raise KcaptchaError(f"checkpoint not found: {path}") from None
-    except (KeyError, RuntimeError, TypeError, EOFError) as exc:
-        raise KcaptchaError(f"{path} is not a kcaptcha-solver checkpoint ({exc})") from None
-    model.eval()
-    return model, ckpt
-
-
 def plot_curves(rows: list[dict], path: Path) -> None:
     """Loss and accuracy per epoch, as a PNG people can glance at."""
     import matplotlib
@@ -218,8 +161,15 @@ def plot_curves(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, progress: bool = True) -> dict:
-    """Run (or resume) training into ``out``; returns the best validation metrics."""
+def train(
+    cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, progress: bool = True,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> dict:
+    """Run (or resume) training into ``out``; returns the best validation metrics.
+
+    ``progress`` shows a bar per epoch; ``on_epoch`` gets each epoch's metrics row (epoch, samples,
+    wall_s, lr, train_loss, val_loss, val_acc, val_char_acc, device) once its checkpoints are written.
+    """
     from tqdm import tqdm
 
     out = Path(out)
@@ -237,11 +187,11 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, p
     if cfg.init and not resume:
         start, _ = load_checkpoint(cfg.init)
         if replace(start.spec, arch=spec.arch) != spec:
-            raise KcaptchaError(f"--init {cfg.init} is a model for another task ({start.spec})")
+            raise ModelError(f"--init {cfg.init} is a model for another task ({start.spec})")
         try:  # another architecture is fine when its weights fit, e.g. ctc-small -> ctc-fine
             model.load_state_dict(start.state_dict())
         except RuntimeError:
-            raise KcaptchaError(f"--init {cfg.init}: {start.spec.arch} weights do not fit {spec.arch}") from None
+            raise ModelError(f"--init {cfg.init}: {start.spec.arch} weights do not fit {spec.arch}") from None
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total = cfg.epochs * cfg.steps_per_epoch
@@ -251,7 +201,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, p
     last = out / "last.pt"
     if resume:
         if not last.is_file():
-            raise KcaptchaError(f"nothing to resume: {last} does not exist")
+            raise ModelError(f"nothing to resume: {last} does not exist")
         ckpt = torch.load(last, map_location="cpu", weights_only=False)
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
@@ -301,8 +251,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, p
             writer.writeheader()
             writer.writerows(history)
         plot_curves(history, out / "curves.png")
-        print(f"epoch {epoch + 1}/{cfg.epochs}  loss {row['train_loss']:.4f}  val loss {val_loss:.4f}  "
-              f"val acc {100 * val_acc:.2f}%  char {100 * val_char:.3f}%  {wall / 60:.1f} min", flush=True)
+        if on_epoch:
+            on_epoch(row)
     return max(history, key=lambda r: r["val_acc"]) if history else {}
 
 

@@ -1,0 +1,105 @@
+"""One training run's settings: the dataclass the CLI's ``train`` options are generated from.
+
+Apart from train.py so that building the CLI (and ``kcaptcha solve``) never imports torch.
+Checkpoints and ``train_config.json`` store it as a dict; :meth:`TrainConfig.from_dict`
+reads those back, old ones included.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any
+
+from .errors import ConfigError, did_you_mean
+from .generator import CaptchaConfig, config_from_dict, get_preset
+
+RESERVED_SEEDS = range(70_000_000, 90_000_000)
+# Keys of runs written before a field was renamed: old name -> new name. Fields added later need no
+# entry: a run that lacks one gets its default.
+RENAMED: dict[str, str] = {}
+
+
+def option(default: Any, help: str, flag: str | None = None, recipe: bool = True, **extra: Any) -> Any:  # noqa: A002
+    """A field with its ``kcaptcha train`` option: ``help``, and ``flag`` when it is not ``--field-name``.
+    ``recipe=False`` marks how a machine runs the training (not what it learns): model cards leave it out."""
+    meta = {"help": help, "flag": flag, "recipe": recipe, **extra}
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass
+class TrainConfig:
+    """One training run. Defaults are the shipped gnuboard5 recipe."""
+
+    preset: str = option("gnuboard5", "captcha preset (gnuboard5, seed-l2, kcaptcha-default)")
+    arch: str = option("cnn-small", "architecture name (see kcaptcha_solver.model.ARCHS)")
+    epochs: int = option(12, "passes of steps x batch size fresh images")
+    steps_per_epoch: int = option(200, "optimizer steps per epoch", flag="--steps")
+    batch_size: int = option(96, "images per step")
+    # Peak of the one-cycle schedule; AdamW copes with it from scratch.
+    lr: float = option(3e-3, "peak learning rate (one-cycle)")
+    weight_decay: float = option(1e-4, "AdamW weight decay")
+    seed: int = option(1_000_000, "first training seed (sample k uses seed+k)")
+    val_seed: int = option(90_000_000, "first validation seed")  # just above the reserved evaluation range
+    val_count: int = option(2000, "validation images (drawn once)")
+    workers: int = option(1, "generator processes feeding the trainer (the main process trains)")
+    threads: int = option(0, "torch threads (0: torch's default)", recipe=False)
+    device: str = option("auto", "auto (a GPU when torch sees one, else the CPU), cpu, or cuda[:N]", recipe=False)
+    fonts_dir: str | None = option(None, "folder with the KCAPTCHA font atlases", flag="--fonts", recipe=False)
+    config: dict = option({}, "JSON file of CaptchaConfig fields: train for your own site's settings",
+                          metavar="FILE.json")
+    init: str | None = option(None, "start from these weights with a fresh schedule (fine-tune, e.g. a preset "
+                              "model for your site's config)", metavar="CHECKPOINT")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """A config stored by an earlier run: renamed keys migrated, missing ones defaulted,
+        unknown ones refused (ConfigError with "did you mean")."""
+        values = {RENAMED.get(key, key): value for key, value in values.items()}
+        known = [f.name for f in fields(cls)]
+        unknown = [key for key in values if key not in known]
+        if unknown:
+            hint = did_you_mean(unknown[0], known)
+            raise ConfigError(f"unknown training setting {unknown[0]!r} (known: {', '.join(known)}){hint}")
+        return cls(**values)
+
+    @property
+    def train_samples(self) -> int:
+        return self.epochs * self.steps_per_epoch * self.batch_size
+
+    def captcha_config(self) -> CaptchaConfig:
+        """The preset, with the custom ``config`` fields on top."""
+        return config_from_dict(self.config, get_preset(self.preset))
+
+    def check_seeds(self) -> None:
+        """Refuse any training or validation seed in the reserved evaluation range."""
+        for name, lo, n in (("training", self.seed, self.train_samples), ("validation", self.val_seed,
+                                                                            self.val_count)):
+            hi = lo + n - 1
+            if lo < 0 or hi > 0xFFFFFFFF:
+                raise ConfigError(f"{name} seeds {lo}..{hi} are outside 0..4294967295")
+            if lo < RESERVED_SEEDS.stop and hi >= RESERVED_SEEDS.start:
+                raise ConfigError(
+                    f"{name} seeds {lo}..{hi} overlap 70,000,000-89,999,999, which is reserved for "
+                    "evaluation sets; pick another --seed / --val-seed"
+                )
+
+    def recipe_args(self) -> list[str]:
+        """The ``kcaptcha train`` options that reproduce what this run learns, every value explicit
+        (machine settings left out; a custom ``config`` is named by its option, its values are in the run)."""
+        args = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.metadata["recipe"] and value not in (None, {}):
+                args += [flag_of(f), "FILE.json" if isinstance(value, dict) else str(value)]
+        return args
+
+
+def flag_of(f) -> str:
+    """A field's ``kcaptcha train`` option."""
+    return f.metadata["flag"] or "--" + f.name.replace("_", "-")
+
+
+def default_of(f) -> Any:
+    return f.default_factory() if f.default is MISSING else f.default
