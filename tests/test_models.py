@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 import pytest
 from conftest import MIN_ACCURACY, MODELS, SHIPPED
 
 from kcaptcha_solver.cli import main
+from kcaptcha_solver.modelfile import Reading
+from kcaptcha_solver.solver import MODELS_DIR
 
 
 def test_every_shipped_model_has_an_accuracy_target():
@@ -43,3 +46,14 @@ def test_models_table_mentions_every_model(capsys):
     out = capsys.readouterr().out
     for name in MODELS:
         assert name in out
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_reading_thresholds_travel_in_both_model_files(model):
+    """What Python and the page read answers with is in the ONNX file and in model.json alike."""
+    import onnx
+
+    onnx_meta = {p.key: p.value for p in onnx.load(str(MODELS_DIR / f"{model}.onnx")).metadata_props}
+    tfjs_meta = json.loads((MODELS_DIR / "tfjs" / model / "model.json").read_text())["userDefinedMetadata"]["kcaptcha"]
+    assert Reading().to_meta().items() <= onnx_meta.items()
+    assert asdict(Reading()).items() <= tfjs_meta.items()

@@ -17,6 +17,7 @@ from conftest import MIN_ACCURACY, MODELS, label, model_files
 from PIL import Image
 
 from kcaptcha_solver import ImageError, InputError, ModelError, Solver, shipped_models
+from kcaptcha_solver.modelfile import Reading
 from kcaptcha_solver.solver import MODELS_DIR
 
 SIZES = {"gnuboard5": (160, 60), "seed-l2": (160, 60), "kcaptcha-default": (160, 92)}
@@ -240,7 +241,7 @@ def test_a_foreign_onnx_model_is_refused(tmp_path: Path) -> None:
         Solver(path)
 
 
-def fixed_output_model(path: Path, probs: np.ndarray, decoder: str, classes: str = "abc") -> Path:
+def fixed_output_model(path: Path, probs: np.ndarray, decoder: str, classes: str = "abc", **extra: str) -> Path:
     """An ONNX file in our format whose output is ``probs`` for every image: the decoders' contract."""
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
@@ -258,7 +259,7 @@ def fixed_output_model(path: Path, probs: np.ndarray, decoder: str, classes: str
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     meta = {"format": "1", "name": "fixed", "preset": "custom", "arch": "table", "classes": classes,
-            "length_min": "1", "length_max": "7", "width": "160", "height": "60", "decoder": decoder}
+            "length_min": "1", "length_max": "7", "width": "160", "height": "60", "decoder": decoder, **extra}
     for key, value in meta.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = f"kcaptcha.{key}", value
@@ -300,6 +301,18 @@ def test_confidence_and_alternatives_per_decoder(tmp_path: Path) -> None:
     probs[0] = unsure  # a CTC run is as sure as its surest step
     r = Solver(fixed_output_model(tmp_path / "c.onnx", probs, "ctc")).solve(np.zeros((60, 160), np.uint8))
     assert (r.text, r.confidence, r.alternatives) == ("ab", (0.97, 0.97), ((), ()))
+
+
+def test_thresholds_come_from_the_model_file(tmp_path: Path) -> None:
+    """A file written before the reading keys existed reads with the defaults; a file's own values win."""
+    probs = one_hot([0, 1, 3], sure=0.95)
+    old = Solver(fixed_output_model(tmp_path / "old.onnx", probs, "positions"))
+    assert old.info.reading == Reading()
+    assert old.solve(np.zeros((60, 160), np.uint8)).alternatives == ((), ())
+    strict = fixed_output_model(tmp_path / "strict.onnx", probs, "positions", low_confidence="0.99",
+                                alternatives_max="1", alternative_min="0.01")
+    r = Solver(strict).solve(np.zeros((60, 160), np.uint8))
+    assert r.alternatives == ((("b", 0.0167),), (("a", 0.0167),))
 
 
 def test_an_unknown_decoder_is_refused(tmp_path: Path) -> None:
