@@ -213,3 +213,15 @@ def test_kcaptcha_serve_command(images: list[Path]) -> None:
         server.terminate()
         # uvicorn shuts down gracefully, then re-raises the signal it caught
         assert server.wait(10) in (0, -signal.SIGTERM), server.stderr.read().decode()
+
+
+def test_an_unexpected_error_is_logged_and_answered_500(caplog: pytest.LogCaptureFixture) -> None:
+    class Broken(Solver):
+        def solve(self, image):  # noqa: ANN001, ANN202
+            raise RuntimeError("a bug")
+
+    with TestClient(create_app(Broken(), max_bytes=LIMIT), raise_server_exceptions=False) as c:
+        r = c.post("/solve", content=b"x", headers={"content-type": "image/png"})
+    assert (r.status_code, r.json()) == (500, {"error": "internal error (RuntimeError)"})
+    record = next(r for r in caplog.records if r.name == "kcaptcha_solver.service")
+    assert "POST /solve failed" in record.getMessage() and "a bug" in str(record.exc_info[1])

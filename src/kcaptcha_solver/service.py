@@ -8,6 +8,7 @@ threadpool so the event loop keeps answering. Nothing here imports torch.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 
@@ -19,9 +20,10 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 
 from . import __version__
-from .errors import ImageError
+from .errors import InputError
 from .solver import Solver, shipped_models
 
+log = logging.getLogger(__name__)
 MAX_BYTES = 2 * 1024 * 1024
 MULTIPART_SLACK = 16 * 1024  # room for multipart boundaries and part headers on top of the file itself
 
@@ -33,6 +35,8 @@ class SolveResponse(BaseModel):
     model: str
     ms: float
     resized: bool
+    box: list[int] | None  # x, y, width, height of what was read in the input; null: the whole input
+    kind: str  # "image"
 
 
 class ErrorResponse(BaseModel):
@@ -74,7 +78,8 @@ def create_app(solver: Solver | None = None, *, max_bytes: int = MAX_BYTES) -> F
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("%s %s failed", request.method, request.url.path, exc_info=exc)  # a bug: keep its traceback
         return JSONResponse({"error": f"internal error ({type(exc).__name__})"}, status_code=500)
 
     @app.post(
@@ -90,7 +95,7 @@ def create_app(solver: Solver | None = None, *, max_bytes: int = MAX_BYTES) -> F
             raise _Refused(413, f"image is larger than {max_bytes:,} bytes")
         try:
             result = await run_in_threadpool(solver.solve, data)
-        except ImageError as exc:
+        except InputError as exc:
             raise _Refused(400, str(exc)) from exc
         return JSONResponse(result.to_dict())
 
