@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SHIPPED
 from PIL import Image
 
 from kcaptcha_solver.errors import ModelError
@@ -70,11 +71,7 @@ console.log(JSON.stringify({ shape, metadata: doc.userDefinedMetadata }));
 """
 RUNTIMES = {"tfjs": RUN_JS, "page": RUN_PAGE_JS}
 
-SPECS = {  # the three shipped shapes
-    "gnuboard5": ModelSpec("cnn-tiny", 60, 160, 6, "0123456789"),
-    "seed-l2": ModelSpec("cnn-tiny", 60, 160, 2, "0123456789"),
-    "kcaptcha-default": ModelSpec("cnn-tiny", 92, 160, 7, "23456789abcdegikpqsvxyz"),
-}
+SPECS = {m.name: ModelSpec("cnn-tiny", m.height, m.width, m.length_max, m.classes) for m in SHIPPED}  # their shapes
 
 
 @pytest.fixture(scope="session")
@@ -147,8 +144,8 @@ def run_in_node(model_dir: Path, images: np.ndarray, tmp: Path, runtime: str) ->
 
 def sample_images(spec: ModelSpec, shared_dir: Path, count: int = 12) -> np.ndarray:
     """Real captchas of this size where the sample has them, plus random pixels (all 0..255 values)."""
-    folder = {60: "gnuboard5", 92: "kcaptcha-default"}[spec.height]
-    real = [np.asarray(Image.open(p).convert("RGB")) for p in sorted((shared_dir / folder).iterdir())[:count]]
+    preset = next(m.preset for m in SHIPPED if (m.width, m.height) == (spec.width, spec.height))
+    real = [np.asarray(Image.open(p).convert("RGB")) for p in sorted((shared_dir / preset).iterdir())[:count]]
     noise = np.random.default_rng(1).integers(0, 256, (4, spec.height, spec.width, 3), dtype=np.uint8)
     return np.concatenate([np.stack(real), noise])
 

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from .errors import ConfigError, KcaptchaError
+from .modelfile import DEFAULT_MODEL
 
 Adder = Callable[[argparse._SubParsersAction], None]
 VERBS: list[Adder] = []
@@ -236,7 +237,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         "and write a gallery of the misread images.",
     )
     p.add_argument("dir", help="folder of images named <label>_<anything>.<ext>")
-    p.add_argument("--model", default="gnuboard5", help="shipped model name or path to an exported .onnx")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="shipped model name, 'auto' (each image to the model for its size), or a .onnx path "
+                   "(default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.add_argument("--gallery", help="PNG of the errors (default: kcaptcha-errors-<model>.png, if any errors)")
     p.add_argument("--min-accuracy", type=float, help="exit 3 when full-string accuracy (%%) is below this")
@@ -300,8 +303,8 @@ def _add_solve(sub: argparse._SubParsersAction) -> None:
         "non-zero exit at the end; the other files are still solved.",
     )
     p.add_argument("files", nargs="+", metavar="FILE", help="image files; '-' reads one image from stdin")
-    p.add_argument("--model", default="gnuboard5",
-                   help="shipped model name, 'auto' (pick by image size), or a .onnx path")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="shipped model name, 'auto' (pick by image size), or a .onnx path (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="one JSON object per line: file plus the full result")
     p.set_defaults(run=_run_solve)
 
@@ -337,8 +340,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--model", default="gnuboard5",
-                   help="shipped model name, 'auto' (pick by image size), or a .onnx path")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="shipped model name, 'auto' (pick by image size), or a .onnx path (default: %(default)s)")
     p.add_argument("--max-bytes", type=int, default=2 * 1024 * 1024, help="largest upload (413 above)")
     p.add_argument("--max-connections", type=int, default=128,
                    help="connections before answering 503 (bounds memory: each may hold an upload)")

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 
 from . import __version__
 from .errors import InputError
-from .solver import Solver, shipped_models
+from .solver import DEFAULT_MODEL, Solver, shipped_models
 
 log = logging.getLogger(__name__)
 MAX_BYTES = 2 * 1024 * 1024
@@ -64,7 +64,7 @@ _SOLVE_BODY = {
 
 
 def create_app(solver: Solver | None = None, *, max_bytes: int = MAX_BYTES) -> FastAPI:
-    """The app; ``solver`` defaults to ``Solver("gnuboard5")``. Tests pass their own."""
+    """The app; ``solver`` defaults to ``Solver()`` (the default model). Tests pass their own."""
     solver = solver or Solver()
     started = time.time()
     app = FastAPI(
@@ -151,7 +151,7 @@ async def _multipart_file(request: Request, body: bytes) -> bytes:
 
 
 def serve(
-    model: str | os.PathLike[str] = "gnuboard5", *, host: str = "127.0.0.1", port: int = 8000,
+    model: str | os.PathLike[str] = DEFAULT_MODEL, *, host: str = "127.0.0.1", port: int = 8000,
     max_bytes: int = MAX_BYTES, max_connections: int = 128,
 ) -> None:
     """Run the service with uvicorn until interrupted (what ``kcaptcha serve`` does)."""
