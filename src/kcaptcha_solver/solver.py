@@ -19,8 +19,8 @@ How a request flows
 * **locate** (to come, ``locate.py``): finding the captcha inside a screenshot is one call in
   ``Solver._picture``, which returns the pixels to read and their :data:`~kcaptcha_solver.inputs.Box`
   in the input (``None`` today: the whole input). The box travels on into :attr:`Result.box`.
-* **route**: :func:`route` picks the model for a picture (the solver's one model, or with
-  ``"auto"`` the shipped model for its size, told apart by ink width when two share a size).
+* **route**: a solver of one model always uses it; with ``"auto"``, :func:`route` picks the
+  shipped model for the picture's size, told apart by ink width when two share a size.
 * **read**: the model runs once per model and batch on pictures resampled to its input size
   (:func:`kcaptcha_solver.inputs.fit`, nearest neighbour), and :func:`read` turns its
   probabilities into a :class:`Result`, with the thresholds the model file carries
@@ -31,8 +31,8 @@ image. ``solve_many`` will send such an input to it instead of decode, and it an
 ``Result`` of ``kind="audio"`` (and no box). Anything that cannot be solved raises an
 ``InputError`` subclass, so callers (the CLI, the service) need no change.
 
-The page (``web/app.js``) runs the same stages; ``web/reading.js`` is its copy of :func:`route`
-and :func:`read`, and tests/fixtures/reading.json checks both against one set of cases.
+The page (``web/app.js``) runs the same stages; ``web/reading.js`` is its copy of :func:`route`,
+:func:`read` and ``inputs.fit``, and tests/fixtures/reading.json checks both against one set of cases.
 
 Errors: a corrupt, empty, oversized or non-image input raises
 :class:`~kcaptcha_solver.errors.ImageError`; a missing, unknown or foreign model
