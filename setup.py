@@ -59,7 +59,7 @@ class BuildPage(Command):
         if not (ROOT / "node_modules" / "esbuild").is_dir():
             commands.insert(0, ["npm", "ci", "--no-audit", "--no-fund"])
         for cmd in commands:
-            self.announce(f"running {' '.join(cmd)}", level=2)
+            print(f"running {' '.join(cmd)}", flush=True)  # a user building the package sees npm at work
             if subprocess.run(cmd, cwd=ROOT).returncode != 0:
                 raise ExecError(f"{' '.join(cmd)} failed (see its output above); the package was not built")
         if not page_is_current():

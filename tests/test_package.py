@@ -53,11 +53,12 @@ def clean_copy(dest: Path) -> Path:
     return dest
 
 
-def pip_wheel(source: Path, out: Path, env: dict[str, str] | None = None) -> Path:
-    run([sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "-q", "-w", str(out), str(source)],
-        cwd=out.parent, env=env)  # fmt: skip
+def pip_wheel(source: Path, out: Path) -> tuple[Path, str]:
+    """The wheel built from ``source`` (a tree or an sdist) and the build's output."""
+    done = run([sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "-v", "-w", str(out),
+                str(source)], cwd=out.parent)  # fmt: skip
     (wheel,) = out.glob("*.whl")
-    return wheel
+    return wheel, done.stdout + done.stderr
 
 
 def contents(wheel: Path) -> dict[str, bytes]:
@@ -70,12 +71,12 @@ def built(tmp_path_factory) -> dict[str, Path]:
     """A wheel and an sdist built from a clean copy of the tree, as ``python -m build`` would."""
     tmp = tmp_path_factory.mktemp("package")
     tree = clean_copy(tmp / "tree")
-    wheel = pip_wheel(tree, tmp / "wheel")
+    wheel, log = pip_wheel(tree, tmp / "wheel")
     sdist_dir = tmp / "sdist"
     run([sys.executable, "-c", f"from setuptools import build_meta; build_meta.build_sdist({str(sdist_dir)!r})"],
         cwd=tree)  # fmt: skip
     (sdist,) = sdist_dir.glob("*.tar.gz")
-    return {"wheel": wheel, "sdist": sdist, "tmp": tmp}
+    return {"wheel": wheel, "sdist": sdist, "tmp": tmp, "log": log}
 
 
 @pytest.fixture(scope="module")
@@ -95,12 +96,14 @@ def installed(built) -> Path:
 
 
 def test_the_wheel_carries_the_page_and_the_licence(built) -> None:
+    assert "running npm run build" in built["log"]  # the clean copy had no page: the hook built it
     names = contents(built["wheel"])
     missing = [n for n in [*PAGE, "kcaptcha_solver/py.typed", "kcaptcha_solver-0.1.0.dist-info/licenses/LICENSE"]
                if n not in names]  # fmt: skip
     assert not missing, missing
     metadata = names["kcaptcha_solver-0.1.0.dist-info/METADATA"].decode()
-    assert "License-Expression: MIT" in metadata
+    assert "License-Expression: MIT" in metadata and "Project-URL: Source, https://" in metadata
+    assert "project.license` as a TOML table" not in built["log"]  # the SPDX string: no deprecation warning
     assert "Provides-Extra: train" in metadata
 
 
@@ -140,7 +143,9 @@ def test_the_sdist_rebuilds_the_same_wheel_and_holds_its_tests(built, tmp_path) 
     needed = ["package.json", "package-lock.json", "setup.py", "MANIFEST.in", "LICENSE", "tests/conftest.py",
               "tests/test_package.py", *(f"src/{p}" for p in PAGE)]  # fmt: skip
     assert not [n for n in needed if n not in names], sorted(names)
-    again = contents(pip_wheel(built["sdist"], tmp_path / "wheel"))
+    wheel, log = pip_wheel(built["sdist"], tmp_path / "wheel")
+    assert "running npm" not in log  # the sdist carries the built page
+    again = contents(wheel)
     first = contents(built["wheel"])
     assert sorted(again) == sorted(first)
     assert [name for name in first if again[name] != first[name]] == []
