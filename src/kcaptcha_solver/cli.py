@@ -395,7 +395,7 @@ def _add_web(sub: argparse._SubParsersAction) -> None:
         "web",
         help="serve the browser page locally",
         description="Serve the page that solves captchas in the browser (TF.js + WebAssembly; the image "
-        "never leaves the browser) and open it. Needs the bundle: npm ci && npm run build.",
+        "never leaves the browser) and open it. In a source checkout, first: npm ci && npm run build.",
     )
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: the whole network)")
