@@ -29,16 +29,21 @@ PAGE = ["kcaptcha_solver/web/dist/app.js", "kcaptcha_solver/web/dist/tfjs-backen
         "kcaptcha_solver/web/dist/tfjs-backend-wasm-simd.wasm"]  # fmt: skip
 # What never belongs in a clean copy: VCS data, virtualenvs, npm's output, earlier builds.
 NOT_SOURCE = shutil.ignore_patterns(
-    ".git", ".venv", "node_modules", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".ruff_cache"
+    ".git", ".venv", "node_modules", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache", ".ruff_cache",
+    "runs",
 )
 
 pytestmark = pytest.mark.slow
 
 
-def run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    """Run ``cmd``; a failure shows its output. PYTHONPATH is dropped so nothing leaks in from the tree."""
-    env = {k: v for k, v in (env or os.environ).items() if k != "PYTHONPATH"}
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+def clean_env(**overrides: str) -> dict[str, str]:
+    """This environment without PYTHONPATH, so nothing leaks in from the tree, with ``overrides``."""
+    return {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, **overrides}
+
+
+def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """Run ``cmd``; a failure shows its output."""
+    done = subprocess.run(cmd, cwd=cwd, env=clean_env(), capture_output=True, text=True)
     output = f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     assert done.returncode == 0, f"{' '.join(map(str, cmd))} failed ({done.returncode}):\n{output}"
     return done
@@ -112,9 +117,8 @@ def test_the_installed_wheel_serves_a_page_that_reads_real_captchas(installed, s
     playwright = pytest.importorskip("playwright.sync_api")
     run([str(installed / "kcaptcha"), "site", "build", "site"], cwd=tmp_path)
     assert all((tmp_path / "site" / "dist" / Path(p).name).is_file() for p in PAGE)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     server = subprocess.Popen([str(installed / "kcaptcha"), "web", "--no-open", "--port", "0"], cwd=tmp_path,
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+                              env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
     try:
         line = server.stdout.readline()
         url = re.search(r"http://\S+/", line)
@@ -154,10 +158,9 @@ def test_the_sdist_rebuilds_the_same_wheel_and_holds_its_tests(built, tmp_path) 
 def test_without_npm_the_build_fails_and_says_why(tmp_path) -> None:
     """No bundle and no npm: the wheel build stops with a clear line instead of shipping a page-less wheel."""
     tree = clean_copy(tmp_path / "tree")
-    env = {**os.environ, "PATH": str(Path(sys.executable).parent)}  # this venv only: no npm
     done = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "-w", str(tmp_path / "out"),
-         str(tree)], cwd=tmp_path, env={k: v for k, v in env.items() if k != "PYTHONPATH"},
+         str(tree)], cwd=tmp_path, env=clean_env(PATH=str(Path(sys.executable).parent)),  # this venv only: no npm
         capture_output=True, text=True,
     )  # fmt: skip
     assert done.returncode != 0
