@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -101,3 +102,20 @@ def test_bad_input_gives_one_error_line(
     assert code != 0
     assert err.startswith("error: ") and "\n" not in err and message in err, err
     assert not out.exists() or not any(out.iterdir()), "nothing was written"
+
+
+@pytest.mark.parametrize("fonts", ["present", "missing"])
+def test_without_numba_every_missing_piece_is_named_before_anything_starts(
+    fonts: str, tmp_path: Path, fonts_dir: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """As after ``pip install kcaptcha-solver`` alone: numba (and the fonts, if absent) in one line, no bar."""
+    monkeypatch.setitem(sys.modules, "numba", None)  # None in sys.modules: numba is not installed
+    folder = fonts_dir if fonts == "present" else tmp_path / "nowhere"
+    out = tmp_path / "out"
+    assert main(["generate", "--count", "2", "--fonts", str(folder), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: drawing captchas needs numba: pip install 'kcaptcha-solver[generate]'")
+    assert err.count("\n") == 1 and "img/s" not in err  # one line, and no progress bar before it
+    assert ("kcaptcha fonts download" in err) == (fonts == "missing")
+    assert not out.exists()

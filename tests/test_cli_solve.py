@@ -68,6 +68,18 @@ def test_a_bad_file_fails_at_the_end_and_the_rest_is_solved(
     assert "2 of 4 files could not be read" in err
 
 
+def test_json_gives_a_line_with_the_error_for_a_bad_file(
+    gnuboard5_files: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8 not really a jpeg")
+    assert main(["solve", "--json", str(bad), str(gnuboard5_files[0])]) == 1
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [row["file"] for row in rows] == [str(bad), str(gnuboard5_files[0])]
+    assert set(rows[0]) == {"file", "error"} and rows[0]["error"].startswith("not an image")
+    assert rows[1]["text"] == label(gnuboard5_files[0]) and "error" not in rows[1]
+
+
 def test_unknown_model_is_one_error_line(
     gnuboard5_files: list[Path], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -8,9 +8,11 @@ This is the only place that prints errors: library code raises
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from collections.abc import Callable, Sequence
 
+from . import __version__
 from .errors import ConfigError, KcaptchaError
 from .modelfile import DEFAULT_MODEL
 
@@ -29,10 +31,31 @@ def build_parser() -> argparse.ArgumentParser:
         prog="kcaptcha",
         description="Generate, train on, and solve KCAPTCHA images (the Gnuboard 5 captcha).",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="COMMAND", required=True)
     for add in VERBS:
         add(sub)
+    _show_defaults(parser)
     return parser
+
+
+def _show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Append "(default: X)" to every option's help, in every sub-command, unless the help already says."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _show_defaults(child)
+            continue
+        unset = any(action.default is v for v in (None, False, argparse.SUPPRESS))  # not 0: a real default
+        if action.option_strings and not unset and "default:" not in (action.help or ""):
+            action.help = f"{action.help} (default: %(default)s)" if action.help else "default: %(default)s"
+
+
+def _require(verb: str, extra: str, modules: tuple[str, ...]) -> None:
+    """Every module a verb needs beyond the core, checked before it starts: one line of install advice."""
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        raise KcaptchaError(f"kcaptcha {verb} needs {', '.join(missing)}: pip install 'kcaptcha-solver[{extra}]'")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -177,6 +200,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    _require("train", "train", ("torch", "numba", "matplotlib"))
     from dataclasses import fields
 
     from .train import TrainConfig, describe, device_name, pick_device, train
@@ -217,6 +241,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_export(args: argparse.Namespace) -> int:
+    _require("export", "train", ("torch", "onnx", "numba"))
     from .export import export
 
     written = export(args.checkpoint, args.out, tuple(args.formats or ["onnx"]), name=args.name,
@@ -322,6 +347,8 @@ def _run_solve(args: argparse.Namespace) -> int:
             result = solver.solve(sys.stdin.buffer.read() if name == "-" else name)
         except ImageError as exc:
             print(f"error: {name}: {exc}", file=sys.stderr)
+            if args.json:  # a consumer of the JSON lines sees every file, the failed ones included
+                print(json.dumps({"file": name, "error": str(exc)}), flush=True)
             failed += 1
             continue
         line = json.dumps({"file": name, **result.to_dict()}) if args.json else f"{name} {result.text}"
@@ -365,7 +392,7 @@ def _add_web(sub: argparse._SubParsersAction) -> None:
         "web",
         help="serve the browser page locally",
         description="Serve the page that solves captchas in the browser (TF.js + WebAssembly; the image "
-        "never leaves the browser) and open it. Needs the bundle: npm ci && npm run build.",
+        "never leaves the browser) and open it. In a source checkout, first: npm ci && npm run build.",
     )
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: the whole network)")

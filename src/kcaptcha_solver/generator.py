@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import io
 import json
 import math
@@ -40,7 +41,7 @@ import numpy as np
 from PIL import Image
 
 from . import gdfont
-from .errors import ConfigError, KcaptchaError
+from .errors import ConfigError, FontsError, KcaptchaError
 from .fonts import DEFAULT_FONTS, TRANSPARENT, Atlas, load_fonts
 from .phprand import PhpRandom
 
@@ -405,6 +406,19 @@ def _init_worker(config: CaptchaConfig, fonts_dir: str | None, manifest: bool) -
     _worker = (Generator(config, fonts_dir), manifest)
 
 
+def _check_prerequisites(config: CaptchaConfig, fonts_dir: str | None, manifest: bool) -> None:
+    """numba and the fonts, checked before anything is written or shown: one error names all that is missing."""
+    numba_missing = importlib.util.find_spec("numba") is None
+    try:
+        _init_worker(config, fonts_dir, manifest)  # loads the atlases: missing or corrupt ones fail here
+    except FontsError as exc:
+        if numba_missing:
+            raise FontsError(f"{NEEDS_NUMBA}; and {exc}") from None
+        raise
+    if numba_missing:
+        raise KcaptchaError(NEEDS_NUMBA)
+
+
 def _write_chunk(task: tuple[str, int, int, int]) -> list[dict]:
     """Draw seeds ``seed + start .. seed + stop - 1`` into ``out``; returns their manifest rows."""
     out, seed, start, stop = task
@@ -454,8 +468,7 @@ def generate_files(
     if image_format is not None:
         config = replace(config, image_format=image_format)  # validated by CaptchaConfig
     fonts = None if fonts_dir is None else str(fonts_dir)
-    # Load the fonts here first, so missing or corrupt atlases fail before anything is written.
-    _init_worker(config, fonts, manifest)
+    _check_prerequisites(config, fonts, manifest)
     folder = Path(out)
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -622,13 +635,16 @@ def _wave_kernel(canvas, owner, periods, phases, amp_x, amp_y, center, engine12,
             boxes[g, :] = 0
 
 
+NEEDS_NUMBA = "drawing captchas needs numba: pip install 'kcaptcha-solver[generate]'"
+
+
 @functools.cache
 def _kernels() -> SimpleNamespace:
     """The compiled kernels; numba is imported here so that importing the package stays cheap."""
     try:
         import numba
     except ImportError:
-        raise KcaptchaError("drawing captchas needs numba: pip install 'kcaptcha-solver[generate]'") from None
+        raise KcaptchaError(NEEDS_NUMBA) from None
     jit = numba.njit(cache=True, nogil=True, error_model="numpy")
     kernels = {"blend": _blend_kernel, "pack": _pack_kernel, "dots": _dots_kernel, "wave": _wave_kernel}
     return SimpleNamespace(**{name: jit(fn) for name, fn in kernels.items()})
