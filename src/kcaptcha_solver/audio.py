@@ -251,8 +251,8 @@ def _walk(voice: VoiceSet, data: bytes) -> _Walk:
         clip = _probe(voice, data, pos)
         if clip is None:
             if size - pos < voice.probe_at + PROBE_WIDTH:
-                return _Walk(voice, "".join(digits), pos, f"only {size - pos:,} bytes are left, fewer than any of "
-                             f"its clips has ({voice.sizes[0]:,} or more): a truncated download?")
+                return _Walk(voice, "".join(digits), pos, f"the last {size - pos:,} bytes are too few for any of its "
+                             f"clips ({voice.sizes[0]:,} bytes or more): truncated, or bytes added at the end")
             return _Walk(voice, "".join(digits), pos, f"no clip of this set starts there; {HOW_TO_ADD}")
         end = pos + clip.size
         if end > size:
