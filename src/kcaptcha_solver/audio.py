@@ -138,7 +138,11 @@ def shipped_voices() -> dict[str, VoiceSet]:
 
 def voices_dir() -> Path:
     """The folder of learned voice sets: ``$KCAPTCHA_DATA/voices`` or the platform's user data folder."""
-    env = os.environ.get(DATA_ENV)
+    return _voices_dir(os.environ.get(DATA_ENV) or None)
+
+
+@lru_cache(maxsize=8)
+def _voices_dir(env: str | None) -> Path:
     if env:
         return Path(env) / "voices"
     import platformdirs  # only needed when the environment does not say where
@@ -157,25 +161,32 @@ def _load_user(folder: Path) -> dict[str, VoiceSet]:
     return sets
 
 
-_user_cache: tuple[tuple[str, int], dict[str, VoiceSet]] | None = None
+# (folder, its mtime or None when absent) -> shipped and learned sets; one stat per read() otherwise.
+_cache: tuple[tuple[Path, int | None], dict[str, VoiceSet], dict[str, VoiceSet]] | None = None
+
+
+def _current() -> tuple[dict[str, VoiceSet], dict[str, VoiceSet]]:
+    """(learned sets, every set), re-read only when the learned sets' folder changes."""
+    global _cache
+    folder = voices_dir()
+    try:
+        key = (folder, os.stat(folder).st_mtime_ns)
+    except FileNotFoundError:
+        key = (folder, None)
+    if _cache is None or _cache[0] != key:
+        learned = _load_user(folder) if key[1] is not None else {}
+        _cache = (key, learned, {**shipped_voices(), **learned})
+    return _cache[1], _cache[2]
 
 
 def user_voices() -> dict[str, VoiceSet]:
-    """Learned voice sets, re-read only when their folder changes (one stat per call otherwise)."""
-    global _user_cache
-    folder = voices_dir()
-    try:
-        key = (str(folder), folder.stat().st_mtime_ns)
-    except FileNotFoundError:
-        return {}
-    if _user_cache is None or _user_cache[0] != key:
-        _user_cache = (key, _load_user(folder))
-    return _user_cache[1]
+    """Learned voice sets, by name."""
+    return _current()[0]
 
 
 def voices() -> dict[str, VoiceSet]:
     """Every set matched: shipped first, then learned ones."""
-    return {**shipped_voices(), **user_voices()}
+    return _current()[1]
 
 
 def add_voice(folder: str | os.PathLike, name: str) -> VoiceSet:
