@@ -234,3 +234,15 @@ def test_cli_errors(own_voice: tuple[Path, dict[str, bytes]], capsys: pytest.Cap
         "jmoon               8,340-10,842  shipped",
         f"mysite              8,368-10,870  {audio.voices_dir() / 'mysite.json'}",
     ]
+
+
+def test_user_folder_without_the_env_var(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without $KCAPTCHA_DATA learned sets go to the platform's user data folder (XDG on Linux)."""
+    pytest.importorskip("platformdirs")  # a core dependency; only a bare development venv may lack it
+    monkeypatch.delenv(audio.DATA_ENV)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    audio._voices_dir.cache_clear()
+    try:
+        assert audio.voices_dir() == tmp_path / "xdg" / "kcaptcha-solver" / "voices"
+    finally:
+        audio._voices_dir.cache_clear()

@@ -73,6 +73,7 @@ def bad_inputs(shared_dir: Path) -> dict[str, bytes]:
     garbage = bytes(random.Random(14).randrange(256) for _ in range(20_000))
     return {
         "empty": b"",
+        "two-bytes": b"ab",
         "truncated": full[:-100],
         "truncated-in-probe": full[:3 * 13259 + 1000],
         "altered": bytes(altered),
@@ -93,7 +94,7 @@ def test_page_reads_like_python(shared_dir: Path, tmp_path: Path) -> None:
     assert got == want
     real = [g for g, f in zip(got, files, strict=True) if f.parent.parent.name == "audio"]
     assert len(real) == 40 and all(g.get("text") for g in real)  # the 40 real files are answered, not errors
-    assert sum("error" in g for g in got) == 8
+    assert sum("error" in g for g in got) == 9
 
 
 def test_page_sha256_is_sha256(tmp_path: Path) -> None:
