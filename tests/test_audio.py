@@ -218,6 +218,14 @@ def test_learning_refuses_bad_folders(shared_dir: Path, own_voice: tuple[Path, d
     assert not _data_dir.exists()  # nothing half-written
 
 
+@pytest.mark.parametrize("content", ["{not json", '{"format": 99}', '{"format": 1, "probe_at": 0}'])
+def test_damaged_store_is_an_error_not_a_skip(content: str, _data_dir: Path, shared_dir: Path) -> None:
+    (_data_dir / "voices").mkdir(parents=True)
+    (_data_dir / "voices" / "broken.json").write_text(content)
+    with pytest.raises(AudioError, match="broken.*add the set again"):
+        audio.read(speak(clips(shared_dir, "basic"), "12"))
+
+
 def test_cli_errors(own_voice: tuple[Path, dict[str, bytes]], capsys: pytest.CaptureFixture) -> None:
     folder, _ = own_voice
     assert main(["voices", "add", str(folder), "--name", "mysite"]) == 0

@@ -157,6 +157,8 @@ def _load_user(folder: Path) -> dict[str, VoiceSet]:
             doc = json.loads(path.read_text())
         except (OSError, ValueError) as exc:
             raise AudioError(f"voice facts {path} cannot be read ({exc}); add the set again") from exc
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise AudioError(f"voice facts {path} are not format {FORMAT} (another version?); add the set again")
         sets[path.stem] = VoiceSet.from_dict(path.stem, doc, str(path))
     return sets
 
