@@ -76,21 +76,20 @@ class VoiceSet:
     @classmethod
     def from_clips(cls, name: str, clips: dict[str, bytes], origin: str = "shipped") -> VoiceSet:
         """Learn a set from its ten clips' bytes; refuse clips that could be confused."""
-        by_hash: dict[bytes, str] = {}
-        for digit in DIGITS:
-            digest = hashlib.sha256(clips[digit]).digest()
-            if digest in by_hash:
-                raise AudioError(f"voice {name!r}: the clips of {by_hash[digest]} and {digit} are the same file, "
+        digests = {d: hashlib.sha256(clips[d]).digest() for d in DIGITS}
+        first_with: dict[bytes, str] = {}
+        for digit, digest in digests.items():
+            if digest in first_with:
+                raise AudioError(f"voice {name!r}: the clips of {first_with[digest]} and {digit} are the same file, "
                                  "so a spoken captcha could not be read back")
-            by_hash[digest] = digit
+            first_with[digest] = digit
         shortest = min(len(b) for b in clips.values())
         probe_at = next((at for at in range(shortest - PROBE_WIDTH + 1)
                          if len({b[at:at + PROBE_WIDTH] for b in clips.values()}) == len(DIGITS)), None)
         if probe_at is None:
             raise AudioError(f"voice {name!r}: no {PROBE_WIDTH} bytes within the shortest clip ({shortest} bytes) "
                              "tell all ten clips apart (is one clip the start of another?)")
-        facts = tuple(Clip(d, len(b), hashlib.sha256(b).digest(), b[probe_at:probe_at + PROBE_WIDTH])
-                      for d, b in ((d, clips[d]) for d in DIGITS))
+        facts = tuple(Clip(d, len(clips[d]), digests[d], clips[d][probe_at:probe_at + PROBE_WIDTH]) for d in DIGITS)
         return cls(name, probe_at, facts, origin)
 
     @classmethod
@@ -119,8 +118,9 @@ class VoiceSet:
         try:
             if d["probe_width"] != PROBE_WIDTH:
                 raise ValueError(f"probe_width {d['probe_width']}, expected {PROBE_WIDTH}")
+            facts = {digit: d["clips"][digit] for digit in DIGITS}
             clips = tuple(Clip(digit, int(c["size"]), bytes.fromhex(c["sha256"]), bytes.fromhex(c["probe"]))
-                          for digit, c in ((digit, d["clips"][digit]) for digit in DIGITS))
+                          for digit, c in facts.items())
             return cls(name, int(d["probe_at"]), clips, origin)
         except (KeyError, TypeError, ValueError) as exc:
             raise AudioError(f"voice facts for {name!r} in {origin} are damaged ({exc}); add the set again") from exc
@@ -200,18 +200,18 @@ def add_voice(folder: str | os.PathLike, name: str) -> VoiceSet:
     if name in user_voices():
         raise ConfigError(f"voice {name!r} is already learned ({user_voices()[name].origin}); "
                           f"remove it first with: kcaptcha voices remove {name}")
-    learned = VoiceSet.from_folder(folder, name, origin="")
+    target = voices_dir()
+    path = target / f"{name}.json"
+    learned = VoiceSet.from_folder(folder, name, origin=str(path))
     for other in voices().values():
         if {c.sha256 for c in other.clips} == {c.sha256 for c in learned.clips}:
             raise ConfigError(f"the clips in {folder} are voice {other.name!r} already")
-    target = voices_dir()
     target.mkdir(parents=True, exist_ok=True)
-    path = target / f"{name}.json"
     doc = {"format": FORMAT, "name": name, "learned_from": str(Path(folder).resolve()), **learned.to_dict()}
     with tempfile.NamedTemporaryFile("w", dir=target, suffix=".tmp", delete=False) as fh:
         json.dump(doc, fh, indent=1)
     os.replace(fh.name, path)  # a crash leaves no half-written set behind
-    return VoiceSet(name, learned.probe_at, learned.clips, str(path))
+    return learned
 
 
 def remove_voice(name: str) -> Path:
