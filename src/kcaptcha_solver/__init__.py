@@ -1,11 +1,21 @@
 """kcaptcha-solver: generate, learn and read KCAPTCHA, the Gnuboard 5 captcha."""
 
-from .errors import ConfigError, DatasetError, FontsError, ImageError, InputError, KcaptchaError, ModelError
+from .errors import (
+    AudioError,
+    ConfigError,
+    DatasetError,
+    FontsError,
+    ImageError,
+    InputError,
+    KcaptchaError,
+    ModelError,
+)
 from .generator import PRESETS, CaptchaConfig, Generator, Sample
 from .solver import ModelInfo, Result, Solver, shipped_models
 
 __all__ = [
     "PRESETS",
+    "AudioError",
     "CaptchaConfig",
     "ConfigError",
     "DatasetError",

@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # -- verbs ---------------------------------------------------------------------
 # Each adder below defines one sub-command; keep them in the order of the data path:
-# fonts, generate, train, export, evaluate, models, solve, serve, web, site.
+# fonts, generate, train, export, evaluate, models, voices, solve, serve, web, site.
 
 
 @verb
@@ -317,6 +317,58 @@ def _run_models(args: argparse.Namespace) -> int:
         length = f"{r['length_min']}-{r['length_max']}" if r["length_min"] != r["length_max"] else str(r["length_max"])
         print(f"{r['name']:18} {r['bytes']:>9,}  {r['preset']:18} {r['width']}x{r['height']:<4} {length:7} "
               f"{acc:>9}  {r['classes']}")
+    return 0
+
+
+@verb
+def _add_voices(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "voices", help="list, learn or forget the voice sets of Gnuboard's spoken captcha",
+        description="Gnuboard's mp3 captcha is one voice set's digit clips end to end. With no action: list the "
+        "shipped and learned sets. Learned sets keep only each clip's size and sha256, in $KCAPTCHA_DATA/voices "
+        "or the user data folder.",
+    )
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
+    p.set_defaults(run=_run_voices)
+    actions = p.add_subparsers(dest="action", metavar="ACTION")
+    a = actions.add_parser("add", help="learn a set from the clips 0.mp3 ... 9.mp3 of a folder")
+    a.add_argument("folder", metavar="DIR", help="a copy of the site's plugin/kcaptcha/mp3/<set>/")
+    a.add_argument("--name", required=True, help="the set's name (the site's cf_captcha_mp3 setting)")
+    a.set_defaults(run=_run_voices_add)
+    r = actions.add_parser("remove", help="forget a learned set")
+    r.add_argument("name", metavar="NAME")
+    r.set_defaults(run=_run_voices_remove)
+
+
+def _run_voices(args: argparse.Namespace) -> int:
+    import json
+
+    from .audio import voices
+
+    rows = [{"name": v.name, "clip_bytes": list(v.sizes), "origin": v.origin} for v in voices().values()]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'name':16} {'clip bytes':>15}  origin")
+    for r in rows:
+        low, high = r["clip_bytes"]
+        sizes = f"{low:,}" if low == high else f"{low:,}-{high:,}"
+        print(f"{r['name']:16} {sizes:>15}  {r['origin']}")
+    return 0
+
+
+def _run_voices_add(args: argparse.Namespace) -> int:
+    from .audio import add_voice
+
+    learned = add_voice(args.folder, args.name)
+    print(f"learned voice {learned.name!r} from {args.folder} (facts in {learned.origin})")
+    return 0
+
+
+def _run_voices_remove(args: argparse.Namespace) -> int:
+    from .audio import remove_voice
+
+    print(f"forgot voice {args.name!r} ({remove_voice(args.name)} removed)")
     return 0
 
 

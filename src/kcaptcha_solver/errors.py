@@ -42,6 +42,20 @@ class DatasetError(KcaptchaError):
     """A folder of labelled images cannot be used (empty, no labels, wrong sizes)."""
 
 
+class AudioError(InputError):
+    """A spoken captcha (mp3) is not an exact concatenation of one known voice set's clips.
+
+    ``offset`` is the byte where matching stopped, ``digits`` what was read before it and ``voice``
+    the set that got that far (None when no set matched even the first clip).
+    """
+
+    def __init__(self, message: str, *, offset: int | None = None, digits: str = "", voice: str | None = None):
+        super().__init__(message)
+        self.offset = offset
+        self.digits = digits
+        self.voice = voice
+
+
 def did_you_mean(name: str, known: Iterable[str]) -> str:
     """``"; did you mean 'x'?"`` when ``name`` is close to one of ``known``, else ``""``: for messages."""
     close = difflib.get_close_matches(name, list(known), n=1)
