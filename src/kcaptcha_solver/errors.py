@@ -34,6 +34,12 @@ class ImageError(InputError):
     """An input is not a readable image (corrupt, empty, wrong kind, too large)."""
 
 
+class UsageError(KcaptchaError, TypeError):
+    """An API was called with the wrong kind of argument: a mistake in the calling code, not bad input."""
+
+    exit_code = 2
+
+
 class ModelError(KcaptchaError):
     """A model file or checkpoint is missing, unknown, or not one of ours."""
 

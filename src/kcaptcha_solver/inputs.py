@@ -1,6 +1,6 @@
 """Turning what a caller hands over into pixels: the "decode" stage of solving (see solver.py).
 
-Accepts encoded bytes, a path, a PIL image or a numpy array, and returns ``uint8 [H, W, 3]``
+Accepts encoded bytes, a path, a binary file object, a PIL image or a numpy array, and returns ``uint8 [H, W, 3]``
 RGB, or raises :class:`~kcaptcha_solver.errors.ImageError` (an
 :class:`~kcaptcha_solver.errors.InputError`) for anything that is not a usable image. Also
 :func:`fit`, the resampling to a model's input size that the page does the same way.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -23,7 +24,8 @@ MAX_PIXELS = 1_000_000
 # What captchas are served as. Fewer decoders also means less parser surface for a public service.
 FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")
 
-ImageInput = bytes | bytearray | memoryview | str | os.PathLike | Image.Image | np.ndarray
+Encoded = bytes | bytearray | memoryview | str | os.PathLike | BinaryIO  # what read_bytes takes
+ImageInput = Encoded | Image.Image | np.ndarray
 Box = tuple[int, int, int, int]  # x, y, width, height in input pixels
 
 
@@ -40,8 +42,9 @@ def to_rgb_array(image: ImageInput, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     return decode_bytes(read_bytes(image), max_pixels)
 
 
-def read_bytes(source: bytes | bytearray | memoryview | str | os.PathLike) -> bytes:
-    """The bytes of an encoded input or of the file it names; ImageError when there are none."""
+def read_bytes(source: Encoded) -> bytes:
+    """The bytes of an encoded input, of the file it names or of a binary file object (read from where it
+    stands; it stays open: the caller's); ImageError when there are none."""
     if isinstance(source, (bytes, bytearray, memoryview)):
         data = bytes(source)
     elif isinstance(source, (str, os.PathLike)):
@@ -49,8 +52,17 @@ def read_bytes(source: bytes | bytearray | memoryview | str | os.PathLike) -> by
             data = Path(source).read_bytes()
         except OSError as exc:
             raise ImageError(f"cannot read {source}: {exc.strerror or exc}") from exc
+    elif callable(getattr(source, "read", None)):
+        try:
+            data = source.read()
+        except OSError as exc:  # also io.UnsupportedOperation: a file opened for writing only
+            raise ImageError(f"cannot read {getattr(source, 'name', 'the file object')}: {exc}") from exc
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise ImageError(f"the file object gave {type(data).__name__}, not bytes: open the file with 'rb'")
+        data = bytes(data)
     else:
-        raise ImageError(f"cannot read a {type(source).__name__}: pass bytes, a path, a PIL image or an array")
+        raise ImageError(f"cannot read a {type(source).__name__}: pass bytes, a path, a binary file object, "
+                         "a PIL image or an array")
     if not data:
         raise ImageError("empty input")
     return data

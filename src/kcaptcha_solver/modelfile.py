@@ -12,7 +12,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
 
 FORMAT_VERSION = "1"  # the kcaptcha.format this package writes and reads
-DEFAULT_MODEL = "gnuboard5"  # what Solver(), the CLI and the service use unless told otherwise
+DEFAULT_MODEL = "gnuboard5"  # the first model in the catalogue: the page's first choice, first on a tie
+# What Solver(), the CLI and the service read with unless told otherwise: each input with the shipped model
+# that fits it. A fixed default read other configurations wrong without a word (issue 15).
+AUTO = "auto"
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,10 @@ This module never imports torch or training code, so ``pip install kcaptcha-solv
 is enough to solve. Everything a model needs (symbols, lengths, input size, how to
 read its answer) is read from the model file's metadata, so any exported ``.onnx`` works.
 
->>> Solver("gnuboard5").solve("captcha.jpg").text
+>>> Solver().solve("captcha.jpg").text     # "auto": the shipped model that fits the image
 '480316'
+>>> Solver().solve("kcaptcha.mp3").text    # Gnuboard's spoken captcha, read exactly
+'001546'
 
 How a request flows
 -------------------
@@ -13,30 +15,38 @@ How a request flows
 
     decode -> (locate) -> route -> read
 
-* **decode**: :func:`kcaptcha_solver.inputs.to_rgb_array` turns bytes, a path, a PIL image
-  or an array into ``uint8 [H, W, 3]``, or raises an :class:`~kcaptcha_solver.errors.InputError`
-  (:class:`~kcaptcha_solver.errors.ImageError` for images). ``Solver._picture`` calls it.
+* **decode**: :func:`kcaptcha_solver.inputs.to_rgb_array` turns bytes, a path, a binary file
+  object, a PIL image or an array into ``uint8 [H, W, 3]``, or raises an
+  :class:`~kcaptcha_solver.errors.InputError` (:class:`~kcaptcha_solver.errors.ImageError` for
+  images). ``Solver._picture`` calls it.
 * **locate** (to come, ``locate.py``): finding the captcha inside a screenshot is one call in
   ``Solver._picture``, which returns the pixels to read and their :data:`~kcaptcha_solver.inputs.Box`
   in the input (``None`` today: the whole input). The box travels on into :attr:`Result.box`.
-* **route**: a solver of one model always uses it; with ``"auto"``, :func:`route` picks the
-  shipped model for the picture's size, told apart by ink width when two share a size.
+* **route**: with ``"auto"`` (the default), :func:`route` picks the shipped model for the
+  picture's size, told apart by ink width when two share a size. A solver of one named model
+  always uses it, and when the picture is not its size, or ``route`` would pick another model,
+  says so in :attr:`Result.warning` (the CLI prints it, the service returns and logs it).
 * **read**: the model runs once per model and batch on pictures resampled to its input size
   (:func:`kcaptcha_solver.inputs.fit`, nearest neighbour), and :func:`read` turns its
   probabilities into a :class:`Result`, with the thresholds the model file carries
   (:class:`kcaptcha_solver.modelfile.Reading`).
 
-Audio (to come, ``audio.py``): Gnuboard's mp3 captcha is another kind of input, not another
-image. ``solve_many`` will send such an input to it instead of decode, and it answers with a
-``Result`` of ``kind="audio"`` (and no box). Anything that cannot be solved raises an
-``InputError`` subclass, so callers (the CLI, the service) need no change.
+Audio: Gnuboard's mp3 captcha is another kind of input, not another image. Encoded input that
+starts like an mp3 (:func:`kcaptcha_solver.audio.looks_like_mp3`) goes to
+:func:`kcaptcha_solver.audio.read` instead of decode, whatever the solver's model (a model reads
+images; the mp3 is read exactly by its voice set), and answers with a ``Result`` of
+``kind="audio"``, the voice set as ``model``, confidence 1.0 and no box; a file that is not
+exactly one known voice set's clips is an :class:`~kcaptcha_solver.errors.AudioError`, another
+``InputError``. audio.py is imported with this module: it costs ~10 ms beside onnxruntime's ~300.
 
 The page (``web/app.js``) runs the same stages; ``web/reading.js`` is its copy of :func:`route`,
 :func:`read` and ``inputs.fit``, and tests/fixtures/reading.json checks both against one set of cases.
 
-Errors: a corrupt, empty, oversized or non-image input raises
-:class:`~kcaptcha_solver.errors.ImageError`; a missing, unknown or foreign model
-raises :class:`~kcaptcha_solver.errors.ModelError`.
+Errors: a corrupt, empty, oversized or non-image input is an
+:class:`~kcaptcha_solver.errors.ImageError` (``solve`` raises it, ``solve_many`` puts it in the
+input's place); a missing, unknown or foreign model raises
+:class:`~kcaptcha_solver.errors.ModelError`; a lone input given as a batch raises
+:class:`~kcaptcha_solver.errors.UsageError`.
 """
 
 from __future__ import annotations
@@ -44,16 +54,20 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from PIL import Image
 
-from .errors import InputError, ModelError, did_you_mean
-from .inputs import MAX_PIXELS, Box, ImageInput, fit, to_rgb_array
-from .modelfile import DEFAULT_MODEL, FORMAT_VERSION, Reading, bare, catalogue_key
+from . import audio
+from .errors import InputError, ModelError, UsageError, did_you_mean
+from .inputs import MAX_PIXELS, Box, ImageInput, fit, read_bytes, to_rgb_array
+from .modelfile import AUTO, FORMAT_VERSION, Reading, bare, catalogue_key
+from .modelfile import DEFAULT_MODEL as DEFAULT_MODEL  # re-exported: the first model in the catalogue
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 DECODERS = ("positions", "ctc")
@@ -97,7 +111,7 @@ class ModelInfo:
 
 @dataclass(frozen=True)
 class Result:
-    """One solved image.
+    """One solved captcha.
 
     ``confidence[i]`` is the model's probability for ``text[i]``; ``alternatives[i]``
     lists up to three other (symbol, probability) pairs for a character below
@@ -105,7 +119,10 @@ class Result:
     may end there). ``ms`` is this image's share of the call, decoding included.
     ``resized`` says the picture read was not the model's size. ``box`` is where in the
     input the captcha was read, ``(x, y, width, height)`` in input pixels, or None when the
-    whole input was read. ``kind`` is what was read: ``"image"`` (``"audio"`` is to come).
+    whole input was read. ``kind`` is what was read: ``"image"``, or ``"audio"`` (Gnuboard's mp3:
+    ``model`` is the voice set, every confidence 1.0, the match being exact). ``warning`` says why
+    the answer may be wrong although something was read: a named model was made to read an image
+    that is not its size, or that ``"auto"`` would give to another model; None otherwise.
     """
 
     text: str
@@ -116,6 +133,7 @@ class Result:
     resized: bool
     box: Box | None = None
     kind: str = "image"
+    warning: str | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -127,6 +145,7 @@ class Result:
             "resized": self.resized,
             "box": list(self.box) if self.box else None,
             "kind": self.kind,
+            "warning": self.warning,
         }
 
 
@@ -146,6 +165,12 @@ def card_accuracy(card: Path) -> float | None:
 def shipped_models() -> dict[str, ModelInfo]:
     """The models inside the package, name -> info (what ``Solver(name)`` accepts)."""
     return {p.stem: read_model_info(p) for p in sorted(MODELS_DIR.glob("*.onnx"))}
+
+
+@lru_cache(maxsize=1)
+def _catalogue() -> tuple[ModelInfo, ...]:
+    """The shipped models in catalogue order, read once: what a named model is checked against."""
+    return tuple(sorted(shipped_models().values(), key=_order))
 
 
 def _load(path: Path, threads: int) -> tuple[ort.InferenceSession, ModelInfo]:
@@ -189,11 +214,13 @@ def _resolve(model: str | os.PathLike[str]) -> Path:
 
 
 class Solver:
-    """Reads captchas with one model, or with ``"auto"``: the shipped model that fits each image.
+    """Reads captchas with ``"auto"`` (the default: the shipped model that fits each image) or one model.
 
-    ``Solver()`` uses :data:`DEFAULT_MODEL`. ``"auto"`` picks by image size (see
-    :func:`route`); ``Result.model`` says which was used. One solver is safe to share between threads: each model is
-    one onnxruntime session, and sessions run concurrently.
+    ``"auto"`` picks by image size (see :func:`route`); ``Result.model`` says which was used. A
+    named model (or a ``.onnx`` path) reads every image, and its ``Result.warning`` says when the
+    image does not fit it. Gnuboard's mp3 captchas are read by their voice set whatever the model.
+    One solver is safe to share between threads: each model is one onnxruntime session, and
+    sessions run concurrently.
 
     ``threads`` is onnxruntime's intra-op thread count per call. One is fastest for
     single images (the network is tiny, so thread hand-offs cost more than they
@@ -201,10 +228,10 @@ class Solver:
     """
 
     def __init__(
-        self, model: str | os.PathLike[str] = DEFAULT_MODEL, *, threads: int = 1, max_pixels: int = MAX_PIXELS
+        self, model: str | os.PathLike[str] = AUTO, *, threads: int = 1, max_pixels: int = MAX_PIXELS
     ) -> None:
         self.max_pixels = max_pixels
-        self.auto = str(model) == "auto" and not isinstance(model, os.PathLike)
+        self.auto = str(model) == AUTO and not isinstance(model, os.PathLike)
         paths = sorted(MODELS_DIR.glob("*.onnx")) if self.auto else [_resolve(model)]
         if not paths:
             raise ModelError(f"'auto' needs shipped models, but {MODELS_DIR} has none")
@@ -235,37 +262,84 @@ class Solver:
         return self.info.height
 
     def solve(self, image: ImageInput) -> Result:
-        """Read one image: bytes, a path, a PIL image, or an array (HxWx3 RGB or HxW gray, uint8)."""
-        return self.solve_many([image])[0]
+        """Read one captcha: bytes, a path or a binary file object (an image or Gnuboard's mp3), a PIL
+        image, or an array (HxWx3 RGB or HxW gray, uint8). Raises an InputError when it cannot."""
+        result = self.solve_many([image])[0]
+        if isinstance(result, InputError):
+            raise result
+        return result
 
-    def solve_many(self, images: Sequence[ImageInput]) -> list[Result]:
-        """Read many images in one onnxruntime call per model; an InputError names the first bad one."""
+    def solve_many(self, images: Iterable[ImageInput]) -> list[Result | InputError]:
+        """Read many captchas, the images in one onnxruntime call per model.
+
+        Returns one item per input, in order: its :class:`Result`, or, for an input that cannot be
+        read, the :class:`~kcaptcha_solver.errors.InputError` saying why, in its place (as
+        ``asyncio.gather(..., return_exceptions=True)`` does)::
+
+            for path, r in zip(paths, solver.solve_many(paths)):
+                print(path, r if isinstance(r, InputError) else r.text)
+
+        Why this shape: one bad file no longer costs the batch; a failure cannot pass for an answer,
+        as a Result with an empty text could (``r.text`` on it fails loudly); and the error keeps its
+        type and details (``raise r``, ``AudioError.offset``). ``solve`` raises it instead.
+        A lone input (a str, bytes, a path, a file object, one image) is refused with
+        :class:`~kcaptcha_solver.errors.UsageError`: iterating it would read characters or rows.
+        """
+        _refuse_single(images)
         start = time.perf_counter()
-        pictures = []
+        out: list[Result | InputError | None] = []
+        pictures: dict[int, tuple[np.ndarray, Box | None]] = {}
         for i, image in enumerate(images):
             try:
-                pictures.append(self._picture(image))
+                got = self._decode(image)
             except InputError as exc:
-                if len(images) == 1:
-                    raise
-                raise type(exc)(f"image {i}: {exc}") from exc
+                got = exc
+            if isinstance(got, tuple):
+                pictures[i] = got
+                got = None
+            out.append(got)
         groups: dict[str, list[int]] = {}
-        for i, (pixels, _) in enumerate(pictures):
+        for i, (pixels, _) in pictures.items():
             groups.setdefault(self._route(pixels).name, []).append(i)
-        out: list[Result | None] = [None] * len(pictures)
         for name, idx in groups.items():
             info = self.models[name]
             batch = np.stack([fit(pictures[i][0], info.width, info.height) for i in idx])
             probs = self._sessions[name].run(["probs"], {"image": batch})[0]
             for i, p in zip(idx, probs, strict=True):
                 pixels, box = pictures[i]
-                out[i] = replace(read(p, info), resized=pixels.shape[:2] != (info.height, info.width), box=box)
-        ms = (time.perf_counter() - start) * 1000 / max(len(pictures), 1)
-        return [replace(r, ms=round(ms, 3)) for r in out]
+                out[i] = replace(read(p, info), resized=pixels.shape[:2] != (info.height, info.width), box=box,
+                                 warning=self._misfit(info, pixels))
+        ms = round((time.perf_counter() - start) * 1000 / max(len(out), 1), 3)
+        return [r if isinstance(r, InputError) else replace(r, ms=ms) for r in out]
+
+    def _decode(self, image: ImageInput) -> Result | tuple[np.ndarray, Box | None]:
+        """A spoken captcha read to its end, or an image's pixels to read and their box."""
+        if isinstance(image, (np.ndarray, Image.Image)):
+            return self._picture(image)
+        data = read_bytes(image)
+        if audio.looks_like_mp3(data):
+            text, voice = audio.read(data)
+            return Result(text, (1.0,) * len(text), ((),) * len(text), voice, 0.0, False, kind="audio")
+        return self._picture(data)
 
     def _picture(self, image: ImageInput) -> tuple[np.ndarray, Box | None]:
         """decode (then, with locate.py, locate): the pixels to read and their box in the input."""
         return to_rgb_array(image, self.max_pixels), None
+
+    def _misfit(self, info: ModelInfo, pixels: np.ndarray) -> str | None:
+        """For a named model: why this picture may not be its to read (``Result.warning``), or None."""
+        if self.auto:
+            return None
+        h, w = pixels.shape[:2]
+        rivals = [info, *(m for m in _catalogue() if m.name != info.name)]  # first: it wins a tie
+        fitting = route(rivals, pixels)
+        if fitting is not info:
+            return (f"this {w}x{h} image looks like one for model {fitting.name!r}, not {info.name!r}: "
+                    f"the answer is likely wrong (use model 'auto' or {fitting.name!r})")
+        if (w, h) != (info.width, info.height):
+            return (f"this image is {w}x{h}, not the {info.width}x{info.height} model {info.name!r} reads: "
+                    "it was resized to fit")
+        return None
 
     def _route(self, pixels: np.ndarray) -> ModelInfo:
         return route(self.models.values(), pixels) if self.auto else self.info
@@ -276,6 +350,15 @@ class Solver:
 
 def _order(info: ModelInfo) -> tuple:
     return catalogue_key(info.name, info.width, info.height)
+
+
+def _refuse_single(images: object) -> None:
+    """UsageError when what should be a batch of inputs is one input."""
+    single = isinstance(images, (str, bytes, bytearray, memoryview, os.PathLike, Image.Image)) \
+        or callable(getattr(images, "read", None)) or (isinstance(images, np.ndarray) and images.ndim < 4)
+    if single:
+        raise UsageError(f"solve_many takes a list of inputs, not one {type(images).__name__}: "
+                         "use solve(x), or solve_many([x])")
 
 
 def route(models: Iterable[ModelInfo], pixels: np.ndarray) -> ModelInfo:
