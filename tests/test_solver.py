@@ -1,4 +1,5 @@
-"""The Python solving API on the real PHP images: every input kind, every error, "auto", threads."""
+"""The Python solving API on the real PHP images and mp3s: every input kind, every error, "auto", warnings,
+batches, threads."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import MIN_ACCURACY, MODELS, label, model_files
+from conftest import MIN_ACCURACY, MODELS, label, model_files, sample_files
 from PIL import Image
 
-from kcaptcha_solver import ImageError, InputError, ModelError, Solver, shipped_models
+from kcaptcha_solver import AudioError, ImageError, InputError, ModelError, Solver, shipped_models
+from kcaptcha_solver.errors import UsageError
 from kcaptcha_solver.modelfile import Reading
 from kcaptcha_solver.solver import MODELS_DIR
 
@@ -41,6 +43,12 @@ def files(shared_dir: Path) -> dict[str, list[Path]]:
 @pytest.fixture(scope="module")
 def gnuboard5() -> Solver:
     return Solver("gnuboard5")
+
+
+@pytest.fixture(scope="module")
+def mp3s(shared_dir: Path) -> dict[str, list[Path]]:
+    """The real spoken captchas, made as kcaptcha_mp3.php makes them: voice set -> files named <digits>_<i>.mp3."""
+    return {voice: sample_files(shared_dir / "audio" / voice) for voice in ("basic", "jmoon")}
 
 
 def test_shipped_models_carry_their_metadata() -> None:
@@ -75,14 +83,35 @@ def test_every_input_kind_gives_the_label(gnuboard5: Solver, files: dict[str, li
     gray = rgb.mean(axis=2).round().astype(np.uint8)  # what the model computes itself
     rgba = np.dstack([rgb, np.full(rgb.shape[:2], 255, np.uint8)])
     inputs = [data, bytearray(data), memoryview(data), str(path), path, Image.open(path), rgb, gray,
-              gray[:, :, None], rgba, Image.fromarray(gray)]
+              gray[:, :, None], rgba, Image.fromarray(gray), io.BytesIO(data)]
     for x in inputs:
         assert gnuboard5.solve(x).text == label(path), type(x).__name__
+    with open(path, "rb") as f:
+        assert gnuboard5.solve(f).text == label(path)
+        assert not f.closed  # the caller's file: read, not closed
 
 
-def test_default_model_is_gnuboard5() -> None:
-    assert Solver().name == "gnuboard5"
-    assert repr(Solver()) == "Solver('gnuboard5')"
+def test_file_objects_are_read_from_where_they_stand(gnuboard5: Solver, files: dict[str, list[Path]],
+                                                       tmp_path: Path) -> None:
+    path = files["gnuboard5"][0]
+    buf = io.BytesIO(b"header" + path.read_bytes())
+    buf.seek(6)
+    assert gnuboard5.solve(buf).text == label(path)
+    with pytest.raises(ImageError, match="empty input"):
+        gnuboard5.solve(buf)  # now at its end
+    with open(path, encoding="latin-1") as text, pytest.raises(ImageError, match="open the file with 'rb'"):
+        gnuboard5.solve(text)
+    with open(tmp_path / "w.bin", "wb") as out, pytest.raises(ImageError, match="cannot read .*w.bin"):
+        gnuboard5.solve(out)
+
+
+def test_the_default_is_auto_and_reads_every_configuration(files: dict[str, list[Path]]) -> None:
+    """Issue 15: a fixed gnuboard5 default read kcaptcha-default and seed-l2 images wrong without a word."""
+    solver = Solver()
+    assert (solver.name, repr(solver)) == ("auto", "Solver('auto')")
+    for name, paths in files.items():
+        result = solver.solve(paths[0])
+        assert (result.text, result.model, result.warning) == (label(paths[0]), name, None)
 
 
 def test_model_from_a_path(files: dict[str, list[Path]]) -> None:
@@ -145,8 +174,8 @@ def test_result_to_dict_is_json_ready(gnuboard5: Solver, files: dict[str, list[P
     import json
 
     d = gnuboard5.solve(files["gnuboard5"][0]).to_dict()
-    assert set(d) == {"text", "confidence", "alternatives", "model", "ms", "resized", "box", "kind"}
-    assert (d["box"], d["kind"]) == (None, "image")  # the whole input was read, as an image
+    assert set(d) == {"text", "confidence", "alternatives", "model", "ms", "resized", "box", "kind", "warning"}
+    assert (d["box"], d["kind"], d["warning"]) == (None, "image", None)  # the whole input was read, as an image
     assert json.loads(json.dumps(d)) == d
 
 
@@ -207,12 +236,100 @@ def test_decompression_bomb_is_refused_before_decoding(gnuboard5: Solver) -> Non
         Solver("gnuboard5", max_pixels=100 * 100).solve(Image.new("RGB", (160, 100)))
 
 
-def test_image_error_is_an_input_error_and_names_the_batch_index(
-    gnuboard5: Solver, files: dict[str, list[Path]]
+def test_a_bad_input_takes_its_place_in_the_batch_and_the_rest_is_read(
+    files: dict[str, list[Path]], mp3s: dict[str, list[Path]], tmp_path: Path
 ) -> None:
-    with pytest.raises(ValueError, match="image 1: empty") as caught:
-        gnuboard5.solve_many([files["gnuboard5"][0], b""])
-    assert isinstance(caught.value, InputError) and isinstance(caught.value, ImageError)
+    good, spoken = files["kcaptcha-default"][0], mp3s["jmoon"][0]
+    batch = [good, b"", tmp_path / "missing.jpg", spoken, spoken.read_bytes()[:-1], files["seed-l2"][0]]
+    out = Solver().solve_many(iter(batch))  # any iterable
+    assert [type(r).__name__ for r in out] == ["Result", "ImageError", "ImageError", "Result", "AudioError",
+                                               "Result"]
+    assert [r.text for r in out if not isinstance(r, InputError)] == [label(good), label(spoken),
+                                                                        label(files["seed-l2"][0])]
+    assert str(out[1]) == "empty input" and "missing.jpg" in str(out[2])
+    assert out[4].voice == "jmoon" and isinstance(out[4], ValueError)  # typed, with its details
+    with pytest.raises(ImageError, match="empty input"):
+        Solver().solve(b"")  # one input: raised
+
+
+@pytest.mark.parametrize("single", ["captcha.jpg", b"\xff\xd8", Path("captcha.jpg"), io.BytesIO(b"x"),
+                                    Image.new("RGB", (160, 60)), np.zeros((60, 160, 3), np.uint8)])
+def test_solve_many_refuses_one_input_given_as_the_batch(gnuboard5: Solver, single: object) -> None:
+    with pytest.raises(UsageError, match=r"solve_many takes a list of inputs.*solve_many\(\[x\]\)") as caught:
+        gnuboard5.solve_many(single)
+    assert isinstance(caught.value, TypeError)
+
+
+def test_a_batch_of_arrays_is_a_batch(gnuboard5: Solver, files: dict[str, list[Path]]) -> None:
+    paths = files["gnuboard5"][:3]
+    stack = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths])
+    assert [r.text for r in gnuboard5.solve_many(stack)] == [label(p) for p in paths]
+
+
+# -- a named model on an image that is not its own ------------------------------------
+
+
+@pytest.mark.parametrize("forced", MODELS)
+def test_a_forced_model_warns_on_another_models_images(forced: str, files: dict[str, list[Path]]) -> None:
+    solver = Solver(forced)
+    for name, paths in files.items():
+        for r in solver.solve_many(paths[:20]):
+            assert r.model == forced
+            if name == forced:
+                assert r.warning is None
+            else:
+                assert r.warning == (f"this {SIZES[name][0]}x{SIZES[name][1]} image looks like one for model "
+                                     f"{name!r}, not {forced!r}: the answer is likely wrong (use model 'auto' or "
+                                     f"{name!r})")
+
+
+def test_a_forced_model_on_its_own_image_resized_says_so(gnuboard5: Solver, files: dict[str, list[Path]]) -> None:
+    path = files["gnuboard5"][0]
+    r = gnuboard5.solve(Image.open(path).resize((320, 120), Image.NEAREST))
+    assert (r.text, r.resized) == (label(path), True)
+    assert r.warning == "this image is 320x120, not the 160x60 model 'gnuboard5' reads: it was resized to fit"
+    assert Solver("auto").solve(Image.open(path).resize((320, 120), Image.NEAREST)).warning is None
+
+
+def test_a_model_given_by_path_warns_like_its_name(files: dict[str, list[Path]]) -> None:
+    r = Solver(MODELS_DIR / "seed-l2.onnx").solve(files["gnuboard5"][0])
+    assert r.model == "seed-l2" and "looks like one for model 'gnuboard5'" in r.warning
+
+
+# -- Gnuboard's spoken captcha --------------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["auto", *MODELS])
+def test_every_real_mp3_is_read_exactly_whatever_the_model(model: str, mp3s: dict[str, list[Path]]) -> None:
+    """A model reads images; an mp3 is read by its voice set, also under a forced image model."""
+    solver = Solver(model)
+    for voice, paths in mp3s.items():
+        assert len(paths) == 20
+        results = solver.solve_many(paths)
+        assert [r.text for r in results] == [label(p) for p in paths]
+        for r in results:
+            assert (r.model, r.kind, r.box, r.resized, r.warning) == (voice, "audio", None, False, None)
+            assert r.confidence == (1.0,) * len(r.text) and r.alternatives == ((),) * len(r.text)
+
+
+def test_an_mp3_as_bytes_path_or_file_object(mp3s: dict[str, list[Path]]) -> None:
+    path = mp3s["basic"][0]
+    data = path.read_bytes()
+    solver = Solver()
+    with open(path, "rb") as f:
+        for x in (data, bytearray(data), str(path), path, io.BytesIO(data), f):
+            assert solver.solve(x).text == label(path), type(x).__name__
+    d = solver.solve(data).to_dict()
+    assert (d["text"], d["model"], d["kind"], d["box"], d["warning"]) == (label(path), "basic", "audio", None, None)
+
+
+def test_an_mp3_that_is_not_gnuboards_raises_audio_error(mp3s: dict[str, list[Path]]) -> None:
+    data = mp3s["basic"][0].read_bytes()
+    with pytest.raises(AudioError, match="truncated download") as caught:
+        Solver("gnuboard5").solve(data[:-100])
+    assert isinstance(caught.value, InputError) and caught.value.voice == "basic"
+    with pytest.raises(AudioError, match="does not start with a clip of any known voice set"):
+        Solver().solve(b"ID3" + bytes(500))
 
 
 def test_model_errors(tmp_path: Path) -> None:

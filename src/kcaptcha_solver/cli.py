@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 from . import __version__
 from .errors import ConfigError, KcaptchaError
-from .modelfile import DEFAULT_MODEL
+from .modelfile import AUTO
 
 Adder = Callable[[argparse._SubParsersAction], None]
 VERBS: list[Adder] = []
@@ -258,15 +258,15 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         "evaluate",
         help="accuracy of a model on a folder of labelled captchas",
         description="Run a model (shipped name or .onnx path) through onnxruntime on every "
-        "<label>_<anything>.<ext> image of DIR; print full-string and per-character accuracy, confusions, "
-        "and write a gallery of the misread images.",
+        "<label>_<anything>.<ext> image of DIR; print full-string and per-character accuracy and confusions; "
+        "with --gallery, also a picture of the misread images.",
     )
     p.add_argument("dir", help="folder of images named <label>_<anything>.<ext>")
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help="shipped model name, 'auto' (each image to the model for its size), or a .onnx path "
-                   "(default: %(default)s)")
+    p.add_argument("--model", default=AUTO,
+                   help="'auto' (each image to the shipped model for its size), a shipped model name (reads "
+                   "only images of its size), or a .onnx path")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    p.add_argument("--gallery", help="PNG of the errors (default: kcaptcha-errors-<model>.png, if any errors)")
+    p.add_argument("--gallery", metavar="PATH.png", help="write the misread images, with truth and reading, there")
     p.add_argument("--min-accuracy", type=float, help="exit 3 when full-string accuracy (%%) is below this")
     p.set_defaults(run=_run_evaluate)
 
@@ -278,14 +278,18 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 
     report, gallery = evaluate(args.model, args.dir, progress=not args.json and sys.stderr.isatty())
     out = report.to_dict()
-    if gallery:
-        out["gallery"] = str(write_gallery(gallery, args.gallery or f"kcaptcha-errors-{report.model}.png"))
+    if gallery and args.gallery:
+        out["gallery"] = str(write_gallery(gallery, args.gallery))
     if args.json:
         print(json.dumps(out, indent=2))
     else:
         print(format_report(report))
-        if gallery:
+        if out.get("gallery"):
             print(f"  error gallery: {out['gallery']}")
+        elif args.gallery:
+            print(f"  no errors: no gallery written to {args.gallery}")
+        elif gallery:
+            print("  (--gallery PATH.png writes the misread images)")
     if args.min_accuracy is not None and 100 * report.accuracy < args.min_accuracy:
         print(f"error: accuracy {100 * report.accuracy:.2f}% is below --min-accuracy {args.min_accuracy}%",
               file=sys.stderr)
@@ -376,12 +380,15 @@ def _run_voices_remove(args: argparse.Namespace) -> int:
 def _add_solve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "solve", help="read captcha images",
-        description="Print 'FILE TEXT' per image. A file that cannot be read gets an error line and a "
-        "non-zero exit at the end; the other files are still solved.",
+        description="Print 'FILE TEXT' per image or mp3. A file that cannot be read gets an error line and a "
+        "non-zero exit at the end; the other files are still solved. A named model forced on an image that is "
+        "not its own answers with a warning line on stderr.",
     )
-    p.add_argument("files", nargs="+", metavar="FILE", help="image files; '-' reads one image from stdin")
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help="shipped model name, 'auto' (pick by image size), or a .onnx path (default: %(default)s)")
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="image files or Gnuboard's mp3 captchas; '-' reads one from stdin")
+    p.add_argument("--model", default=AUTO,
+                   help="'auto' (the shipped model for each image's size), a shipped model name, or a .onnx path; "
+                   "a model that does not fit an image reads it with a warning; mp3 files are read by their voice")
     p.add_argument("--json", action="store_true", help="one JSON object per line: file plus the full result")
     p.set_defaults(run=_run_solve)
 
@@ -389,7 +396,7 @@ def _add_solve(sub: argparse._SubParsersAction) -> None:
 def _run_solve(args: argparse.Namespace) -> int:
     import json
 
-    from .errors import ImageError
+    from .errors import InputError
     from .solver import Solver
 
     solver = Solver(args.model)
@@ -397,12 +404,14 @@ def _run_solve(args: argparse.Namespace) -> int:
     for name in args.files:
         try:
             result = solver.solve(sys.stdin.buffer.read() if name == "-" else name)
-        except ImageError as exc:
+        except InputError as exc:
             print(f"error: {name}: {exc}", file=sys.stderr)
             if args.json:  # a consumer of the JSON lines sees every file, the failed ones included
                 print(json.dumps({"file": name, "error": str(exc)}), flush=True)
             failed += 1
             continue
+        if result.warning:
+            print(f"warning: {name}: {result.warning}", file=sys.stderr)
         line = json.dumps({"file": name, **result.to_dict()}) if args.json else f"{name} {result.text}"
         print(line, flush=True)
     if failed:
@@ -414,13 +423,13 @@ def _run_solve(args: argparse.Namespace) -> int:
 def _add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve", help="HTTP solving service (FastAPI on uvicorn)",
-        description="POST /solve (multipart field 'file', or a raw image body) -> JSON; GET /health, "
+        description="POST /solve (multipart field 'file', or a raw image or audio/mpeg body) -> JSON; GET /health, "
         "GET /models, docs at /docs. Needs the 'serve' extra: pip install 'kcaptcha-solver[serve]'.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--model", default=DEFAULT_MODEL,
-                   help="shipped model name, 'auto' (pick by image size), or a .onnx path (default: %(default)s)")
+    p.add_argument("--model", default=AUTO,
+                   help="'auto' (the shipped model for each image's size), a shipped model name, or a .onnx path")
     p.add_argument("--max-bytes", type=int, default=2 * 1024 * 1024, help="largest upload (413 above)")
     p.add_argument("--max-connections", type=int, default=128,
                    help="connections before answering 503 (bounds memory: each may hold an upload)")

@@ -2,10 +2,11 @@
 
 Runs the exported ONNX model through the same :class:`Solver` users get (decode ->
 route -> read, see solver.py), so the figures are those of the shipped artefact, not of
-the training checkpoint. ``"auto"`` reads every size and reports which model read how
-many images; one named model reads only images of its own size, since a resized reading
-would mix two measures. Unreadable, unlabelled or wrong-size files are counted and
-reported, never fatal, unless nothing usable is left.
+the training checkpoint. ``"auto"`` (the default) reads every size and reports which model
+read how many images; one named model reads only images of its own size, since a resized
+reading would mix two measures, and names the model ``"auto"`` would give the images that
+look like another model's (skipped or not). Unreadable, unlabelled or wrong-size files are
+counted and reported, never fatal, unless nothing usable is left.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ class Report:
     skipped: list[dict] = field(default_factory=list)  # file, reason
     confusion: Counter = field(default_factory=Counter)  # (truth char, predicted char) -> count
     models: Counter = field(default_factory=Counter)  # model name -> images it read ("auto" routes each)
+    # A named model only: the other model "auto" would read an image with -> how many (skipped ones included)
+    elsewhere: Counter = field(default_factory=Counter)
 
     @property
     def accuracy(self) -> float:
@@ -56,7 +59,17 @@ class Report:
             "skipped": self.skipped,
             "confusion": [{"truth": t, "prediction": p, "count": n} for (t, p), n in self.confusion.most_common()],
             "models": dict(self.models),
+            "elsewhere": dict(self.elsewhere),
         }
+
+    def advice(self) -> str:
+        """What to run instead when images look like another model's; "" when none do."""
+        if not self.elsewhere:
+            return ""
+        names = ", ".join(f"{name!r} ({n})" for name, n in self.elsewhere.most_common())
+        single = f"--model {next(iter(self.elsewhere))} or " if len(self.elsewhere) == 1 else ""
+        return (f"{sum(self.elsewhere.values())} images look like another model's: {names}; "
+                f"evaluate them with {single}--model auto")
 
 
 def label_of(path: Path) -> str | None:
@@ -68,16 +81,13 @@ def label_of(path: Path) -> str | None:
     return label or None
 
 
-def _read(path: Path, size: tuple[int, int] | None) -> tuple[np.ndarray | None, str | None]:
+def _read(path: Path) -> tuple[np.ndarray | None, str | None]:
     """Decoded RGB pixels (the solver's own decode stage), or the reason the file is skipped."""
     try:
-        pixels = to_rgb_array(path)
+        return to_rgb_array(path), None
     except InputError as exc:
         why = type(exc.__cause__).__name__ if exc.__cause__ else exc  # Pillow's words vary by file: its type
         return None, f"not a readable image ({why})"
-    if size and pixels.shape[1::-1] != size:
-        return None, f"size {pixels.shape[1]}x{pixels.shape[0]}, the model reads {size[0]}x{size[1]}"
-    return pixels, None
 
 
 def evaluate(model: str | os.PathLike[str], folder: str | os.PathLike[str], batch: int = 256,
@@ -85,7 +95,7 @@ def evaluate(model: str | os.PathLike[str], folder: str | os.PathLike[str], batc
     """Score ``model`` on ``folder``; returns the report and the error images for a gallery."""
     from tqdm import tqdm
 
-    from .solver import Solver
+    from .solver import Solver, route, shipped_models
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -95,6 +105,8 @@ def evaluate(model: str | os.PathLike[str], folder: str | os.PathLike[str], batc
         raise DatasetError(f"{folder} is empty: expected images named <label>_<anything>.<ext>")
     solver = Solver(model)
     size = None if solver.auto else (solver.width, solver.height)
+    # What "auto" would choose among for a named model: itself first (it wins a tie), then the other shipped ones.
+    rivals = [] if solver.auto else [solver.info, *(m for m in shipped_models().values() if m.name != solver.name)]
     report = Report(model=solver.name, count=0, correct=0, char_correct=0, char_total=0)
     gallery: list[tuple[np.ndarray, dict]] = []
     usable: list[tuple[Path, str]] = []
@@ -110,7 +122,12 @@ def evaluate(model: str | os.PathLike[str], folder: str | os.PathLike[str], batc
     for i in range(0, len(usable), batch):
         chunk, images = [], []
         for path, label in usable[i : i + batch]:
-            pixels, reason = _read(path, size)
+            pixels, reason = _read(path)
+            fitting = route(rivals, pixels) if rivals and pixels is not None else None
+            if fitting is not None and fitting.name != solver.name:
+                report.elsewhere[fitting.name] += 1
+            if pixels is not None and size and pixels.shape[1::-1] != size:
+                reason = f"size {pixels.shape[1]}x{pixels.shape[0]}, the model reads {size[0]}x{size[1]}"
             if reason:
                 report.skipped.append({"file": path.name, "reason": reason})
             else:
@@ -138,6 +155,7 @@ def evaluate(model: str | os.PathLike[str], folder: str | os.PathLike[str], batc
         raise DatasetError(
             f"no usable images in {folder}: "
             + "; ".join(f"{n} x {r}" for r, n in reasons.most_common(3))
+            + (f". {report.advice()}" if report.elsewhere else "")
         )
     return report, gallery
 
@@ -153,6 +171,8 @@ def format_report(report: Report, max_rows: int = 12) -> str:
     if report.skipped:
         reasons = Counter(s["reason"] for s in report.skipped)
         lines.append(f"  skipped {len(report.skipped)}: " + "; ".join(f"{n} x {r}" for r, n in reasons.most_common(3)))
+    if report.elsewhere:
+        lines.append(f"  {report.advice()}")
     if report.confusion:
         lines.append("  confusions (truth -> read: count): " + ", ".join(
             f"{t}->{p}: {n}" for (t, p), n in report.confusion.most_common(max_rows)))

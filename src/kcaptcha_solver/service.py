@@ -21,7 +21,8 @@ from starlette.exceptions import HTTPException
 
 from . import __version__
 from .errors import InputError
-from .solver import DEFAULT_MODEL, Solver, shipped_models
+from .modelfile import AUTO
+from .solver import Solver, shipped_models
 
 log = logging.getLogger(__name__)
 MAX_BYTES = 2 * 1024 * 1024
@@ -36,7 +37,8 @@ class SolveResponse(BaseModel):
     ms: float
     resized: bool
     box: list[int] | None  # x, y, width, height of what was read in the input; null: the whole input
-    kind: str  # "image"
+    kind: str  # "image", or "audio" (Gnuboard's mp3 captcha; model is then its voice set)
+    warning: str | None  # why the answer may be wrong (a model forced on an image not its own); null: none
 
 
 class ErrorResponse(BaseModel):
@@ -59,17 +61,18 @@ _SOLVE_BODY = {
                        "required": ["file"]},
         },
         "image/*": {"schema": {"type": "string", "format": "binary"}},
+        "audio/mpeg": {"schema": {"type": "string", "format": "binary"}},  # Gnuboard's spoken captcha
     },
 }
 
 
 def create_app(solver: Solver | None = None, *, max_bytes: int = MAX_BYTES) -> FastAPI:
-    """The app; ``solver`` defaults to ``Solver()`` (the default model). Tests pass their own."""
+    """The app; ``solver`` defaults to ``Solver()`` ("auto"). Tests pass their own."""
     solver = solver or Solver()
     started = time.time()
     app = FastAPI(
         title="kcaptcha-solver", version=__version__,
-        description="Read KCAPTCHA (Gnuboard 5 captcha) images. POST an image to /solve.",
+        description="Read KCAPTCHA (Gnuboard 5 captcha) images and Gnuboard's mp3 captchas. POST one to /solve.",
     )
     error = {"model": ErrorResponse}
 
@@ -85,7 +88,7 @@ def create_app(solver: Solver | None = None, *, max_bytes: int = MAX_BYTES) -> F
     @app.post(
         "/solve", response_model=SolveResponse, openapi_extra={"requestBody": _SOLVE_BODY},
         responses={400: error, 413: error},
-        summary="Read one captcha: multipart field 'file', or the raw image as the body",
+        summary="Read one captcha: multipart field 'file', or the raw image or audio/mpeg file as the body",
     )
     async def solve(request: Request) -> JSONResponse:
         multipart = request.headers.get("content-type", "").startswith("multipart/form-data")
@@ -97,6 +100,8 @@ def create_app(solver: Solver | None = None, *, max_bytes: int = MAX_BYTES) -> F
             result = await run_in_threadpool(solver.solve, data)
         except InputError as exc:
             raise _Refused(400, str(exc)) from exc
+        if result.warning:
+            log.warning("POST /solve read %r with a warning: %s", result.text, result.warning)
         return JSONResponse(result.to_dict())
 
     @app.get("/health", summary="Liveness: the loaded model and uptime")
@@ -151,7 +156,7 @@ async def _multipart_file(request: Request, body: bytes) -> bytes:
 
 
 def serve(
-    model: str | os.PathLike[str] = DEFAULT_MODEL, *, host: str = "127.0.0.1", port: int = 8000,
+    model: str | os.PathLike[str] = AUTO, *, host: str = "127.0.0.1", port: int = 8000,
     max_bytes: int = MAX_BYTES, max_connections: int = 128,
 ) -> None:
     """Run the service with uvicorn until interrupted (what ``kcaptcha serve`` does)."""
