@@ -1,4 +1,4 @@
-"""``kcaptcha solve`` on the real PHP images, in-process through ``main`` (and once as a real command)."""
+"""``kcaptcha solve`` on the real PHP images and mp3s, in-process through ``main`` (and once as a real command)."""
 
 from __future__ import annotations
 
@@ -43,6 +43,52 @@ def test_dash_reads_stdin(
     monkeypatch.setattr(sys, "stdin", stdin)
     assert main(["solve", "-"]) == 0
     assert capsys.readouterr().out == f"- {label(gnuboard5_files[0])}\n"
+
+
+def test_the_default_reads_every_configuration_and_mp3s(
+    shared_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No --model: "auto" for the images (issue 15), the voice set for the spoken captchas (issue 14)."""
+    files = [sample_files(shared_dir / name)[0] for name in ("gnuboard5", "seed-l2", "kcaptcha-default")]
+    files += [sample_files(shared_dir / "audio" / voice)[0] for voice in ("basic", "jmoon")]
+    assert main(["solve", *map(str, files)]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [f"{p} {label(p)}" for p in files] and err == ""
+    assert main(["solve", "--json", *map(str, files)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["text"], r["model"], r["kind"]) for r in rows] == [
+        (label(files[0]), "gnuboard5", "image"), (label(files[1]), "seed-l2", "image"),
+        (label(files[2]), "kcaptcha-default", "image"), (label(files[3]), "basic", "audio"),
+        (label(files[4]), "jmoon", "audio")]
+
+
+def test_a_forced_model_on_another_models_image_warns(shared_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    default = sample_files(shared_dir / "kcaptcha-default")[0]
+    own = sample_files(shared_dir / "gnuboard5")[0]
+    assert main(["solve", "--model", "gnuboard5", str(default), str(own)]) == 0  # read, as asked, but not silently
+    out, err = capsys.readouterr()
+    assert [line.split()[0] for line in out.splitlines()] == [str(default), str(own)]
+    assert err == (f"warning: {default}: this 160x92 image looks like one for model 'kcaptcha-default', not "
+                   "'gnuboard5': the answer is likely wrong (use model 'auto' or 'kcaptcha-default')\n")
+    assert main(["solve", "--json", "--model", "gnuboard5", str(default), str(own)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert "'kcaptcha-default'" in rows[0]["warning"] and rows[1]["warning"] is None
+
+
+def test_a_bad_mp3_is_an_error_line_and_the_rest_is_read(
+    shared_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = sample_files(shared_dir / "audio" / "jmoon")[0]
+    cut = tmp_path / "cut.mp3"
+    cut.write_bytes(good.read_bytes()[:-100])
+    assert main(["solve", str(cut), str(good)]) == 1
+    out, err = capsys.readouterr()
+    assert out == f"{good} {label(good)}\n"
+    assert err.startswith(f"error: {cut}: voice 'jmoon' read ") and "a truncated download?" in err
+    assert err.endswith("error: 1 of 2 files could not be read\n")
+    assert main(["solve", "--json", str(cut)]) == 1
+    row = json.loads(capsys.readouterr().out)
+    assert set(row) == {"file", "error"} and "a truncated download?" in row["error"]
 
 
 def test_model_option_auto_and_path(shared_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

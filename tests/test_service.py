@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from conftest import MODELS, label, model_files
+from conftest import MODELS, label, model_files, sample_files
 from fastapi.testclient import TestClient
 from test_solver import bomb_png
 
@@ -67,7 +67,41 @@ def test_health_models_and_docs(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()
     body = spec["paths"]["/solve"]["post"]["requestBody"]["content"]
-    assert {"multipart/form-data", "image/*"} <= set(body)
+    assert {"multipart/form-data", "image/*", "audio/mpeg"} <= set(body)
+
+
+def test_the_default_app_reads_with_auto() -> None:
+    with TestClient(create_app()) as c:
+        assert c.get("/health").json()["model"] == "auto"
+
+
+@pytest.mark.parametrize("voice", ["basic", "jmoon"])
+def test_gnuboards_mp3_raw_or_multipart(solver: Solver, shared_dir: Path, voice: str) -> None:
+    path = sample_files(shared_dir / "audio" / voice)[0]  # ~80 KB for 6 digits: the default limit, not LIMIT
+    client = TestClient(create_app(solver), raise_server_exceptions=False)
+    for kwargs in ({"content": path.read_bytes(), "headers": {"content-type": "audio/mpeg"}},
+                   {"files": {"file": (path.name, path.read_bytes(), "audio/mpeg")}}):
+        r = client.post("/solve", **kwargs)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert (body["text"], body["model"], body["kind"], body["box"], body["warning"]) == (
+            label(path), voice, "audio", None, None)
+    r = client.post("/solve", content=path.read_bytes()[:-100], headers={"content-type": "audio/mpeg"})
+    assert r.status_code == 400 and "a truncated download?" in r.json()["error"]
+
+
+def test_a_forced_model_answers_with_a_warning_and_logs_it(
+    shared_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    default, own = sample_files(shared_dir / "kcaptcha-default")[0], sample_files(shared_dir / "gnuboard5")[0]
+    with TestClient(create_app(Solver("gnuboard5"), max_bytes=LIMIT)) as c:
+        caplog.set_level("WARNING", "kcaptcha_solver.service")
+        body = c.post("/solve", content=own.read_bytes(), headers={"content-type": "image/jpeg"}).json()
+        assert body["warning"] is None and not caplog.records
+        body = c.post("/solve", content=default.read_bytes(), headers={"content-type": "image/jpeg"}).json()
+    assert body["model"] == "gnuboard5" and "looks like one for model 'kcaptcha-default'" in body["warning"]
+    [record] = [r for r in caplog.records if r.name == "kcaptcha_solver.service"]
+    assert record.levelname == "WARNING" and body["warning"] in record.getMessage()
 
 
 @pytest.mark.parametrize(

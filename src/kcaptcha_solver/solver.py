@@ -37,7 +37,8 @@ starts like an mp3 (:func:`kcaptcha_solver.audio.looks_like_mp3`) goes to
 images; the mp3 is read exactly by its voice set), and answers with a ``Result`` of
 ``kind="audio"``, the voice set as ``model``, confidence 1.0 and no box; a file that is not
 exactly one known voice set's clips is an :class:`~kcaptcha_solver.errors.AudioError`, another
-``InputError``. audio.py is imported with this module: it costs ~10 ms beside onnxruntime's ~300.
+``InputError``. audio.py is imported with this module, not lazily: ``python -X importtime`` puts
+it at 5-11 ms of the 200-430 ms that ``import kcaptcha_solver`` takes.
 
 The page (``web/app.js``) runs the same stages; ``web/reading.js`` is its copy of :func:`route`,
 :func:`read` and ``inputs.fit``, and tests/fixtures/reading.json checks both against one set of cases.

@@ -1,0 +1,79 @@
+"""``kcaptcha evaluate`` on folders that mix configurations: "auto" by default, advice for a named model,
+and an error gallery only where asked. The real PHP images are linked into tmp_path, never copied."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import sample_files
+
+from kcaptcha_solver.cli import main
+
+COUNTS = {"gnuboard5": 6, "seed-l2": 4, "kcaptcha-default": 3}  # images of each preset in the mixed folder
+
+
+def linked(folder: Path, sources: list[Path]) -> Path:
+    folder.mkdir()
+    for src in sources:
+        (folder / src.name).symlink_to(src)
+    return folder
+
+
+@pytest.fixture()
+def mixed(shared_dir: Path, tmp_path: Path) -> Path:
+    return linked(tmp_path / "mixed", [p for name, n in COUNTS.items() for p in sample_files(shared_dir / name)[:n]])
+
+
+def test_the_default_is_auto_and_reads_a_mixed_folder(
+    mixed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["evaluate", str(mixed), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["model"], report["count"], report["accuracy"]) == ("auto", 13, 1.0)
+    assert report["models"] == COUNTS and report["skipped"] == [] and report["elsewhere"] == {}
+
+
+def test_a_named_model_names_the_model_for_the_images_it_skips_or_misreads(
+    mixed: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["evaluate", str(mixed), "--model", "gnuboard5", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["count"] == 10 and len(report["skipped"]) == 3  # the 160x92 ones
+    assert {s["reason"] for s in report["skipped"]} == {"size 160x92, the model reads 160x60"}
+    assert report["elsewhere"] == {"kcaptcha-default": 3, "seed-l2": 4}  # seed-l2's are its size: read, and wrong
+    assert main(["evaluate", str(mixed), "--model", "gnuboard5"]) == 0
+    assert ("  7 images look like another model's: 'seed-l2' (4), 'kcaptcha-default' (3); evaluate them with "
+            "--model auto\n") in capsys.readouterr().out
+
+
+def test_a_folder_of_another_models_size_says_which_model(shared_dir: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    folder = linked(tmp_path / "default", sample_files(shared_dir / "kcaptcha-default")[:4])
+    assert main(["evaluate", str(folder), "--model", "seed-l2"]) == 1
+    assert capsys.readouterr().err == (
+        f"error: no usable images in {folder}: 4 x size 160x92, the model reads 160x60. 4 images look like "
+        "another model's: 'kcaptcha-default' (4); evaluate them with --model kcaptcha-default or --model auto\n")
+
+
+def test_the_error_gallery_is_written_only_where_asked(
+    shared_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = linked(tmp_path / "gnuboard5", sample_files(shared_dir / "gnuboard5")[:4])
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert main(["evaluate", str(folder), "--model", "seed-l2"]) == 0  # every image misread
+    out = capsys.readouterr().out
+    assert "  (--gallery PATH.png writes the misread images)\n" in out and "error gallery" not in out
+    assert list(work.iterdir()) == []
+    gallery = tmp_path / "out" / "errors.png"
+    assert main(["evaluate", str(folder), "--model", "seed-l2", "--gallery", str(gallery)]) == 0
+    assert f"  error gallery: {gallery}\n" in capsys.readouterr().out and gallery.stat().st_size > 0
+    assert main(["evaluate", str(folder), "--model", "seed-l2", "--json", "--gallery", str(gallery)]) == 0
+    assert json.loads(capsys.readouterr().out)["gallery"] == str(gallery)
+    assert main(["evaluate", str(folder), "--gallery", str(tmp_path / "none.png")]) == 0  # auto: no errors
+    assert f"  no errors: no gallery written to {tmp_path / 'none.png'}\n" in capsys.readouterr().out
+    assert not (tmp_path / "none.png").exists() and list(work.iterdir()) == []
