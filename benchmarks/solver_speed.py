@@ -144,8 +144,8 @@ def tesseract(exe: str, preset: str, paths: list[Path]) -> dict:
 
 
 def cold_start(path: Path) -> float:
-    """Milliseconds for a fresh Python to import, load the default model and read one image."""
-    code = f"from kcaptcha_solver import Solver; Solver().solve({str(path)!r})"
+    """Milliseconds for a fresh Python to import, load the gnuboard5 model and read one image."""
+    code = f"from kcaptcha_solver import Solver; Solver('gnuboard5').solve({str(path)!r})"  # not "auto": one model
     times = []
     for _ in range(3):
         start = time.perf_counter()
