@@ -34,7 +34,7 @@ browser:
 
 demo: setup-solve web-build
 	$(BIN)/kcaptcha models
-	$(BIN)/kcaptcha solve --model auto src/kcaptcha_solver/web/examples/*.jpg src/kcaptcha_solver/web/examples/*.png
+	$(BIN)/kcaptcha solve src/kcaptcha_solver/web/examples/*.jpg src/kcaptcha_solver/web/examples/*.png
 	$(BIN)/kcaptcha web
 
 lint:
