@@ -379,7 +379,7 @@ def _run_voices_remove(args: argparse.Namespace) -> int:
 @verb
 def _add_solve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "solve", help="read captcha images",
+        "solve", help="read captcha images and Gnuboard's mp3 captchas",
         description="Print 'FILE TEXT' per image or mp3. A file that cannot be read gets an error line and a "
         "non-zero exit at the end; the other files are still solved. A named model forced on an image that is "
         "not its own answers with a warning line on stderr.",
