@@ -16,6 +16,7 @@ protocol, limit_concurrency=128, keep-alive 5 s, no shutdown deadline); "kcaptch
 with its defaults. Linux only (RSS from /proc).
 
     PYTHONPATH=src python benchmarks/service_faults.py [--out benchmarks/results/service_faults.json]
+    python benchmarks/service_faults.py --table      # the README table from the results file
 """
 
 from __future__ import annotations
@@ -279,11 +280,37 @@ def run_server(name: str, samples: list[tuple[bytes, str]], image: bytes) -> dic
     return result
 
 
+def table(results: dict) -> str:
+    """The README table, from a results file."""
+    rows = [
+        ("quiet: answered right; p50 / p99", lambda r: "{answered_right_pct:g} %; {p50_ms:g} / {p99_ms:g} ms"
+         .format(**r["quiet"])),
+        (f"{IDLE} idle + {SLOW} slowloris held open: answered right; p50 / p99",
+         lambda r: "{answered_right_pct:g} %; {p50_ms:g} / {p99_ms:g} ms".format(**r["abuse"])),
+        ("longest life of an idle socket / header trickler / body trickler", lambda r:
+         "{idle_longest_life_s:g} / {headers_longest_life_s:g} / {body_longest_life_s:g} s".format(**r["abuse"])),
+        (f"burst of {BURST} uploads of 1.9 MB: answered 200 / 503 / failed",
+         lambda r: "{answered_200} / {refused_503} / {other}".format(**r["burst"])),
+        ("RSS: idle, peak, 10 s after the burst", lambda r:
+         "{idle_rss_mib}, {peak_rss_mib}, {rss_10s_after_mib} MiB ({after_vs_idle_pct:+g} %)".format(**r["burst"])),
+        ("SIGTERM with a stuck upload: exit status, stop", lambda r: "{exit_status}, {stop_s:g} s"
+         .format(**r["sigterm"])),
+    ]
+    names = [n for n in SERVERS if n in results]
+    lines = ["| case | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    lines += [f"| {label} | " + " | ".join(cell(results[n]) for n in names) + " |" for label, cell in rows]
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "service_faults.json"))
     parser.add_argument("--only", choices=SERVERS, help="one server only")
+    parser.add_argument("--table", action="store_true", help="print the README table from --out and stop")
     args = parser.parse_args()
+    if args.table:
+        print(table(json.loads(Path(args.out).read_text())))
+        return
     folder = SHARED / "gnuboard5"
     samples = [(p.read_bytes(), p.stem.rsplit("_", 1)[0]) for p in sorted(folder.iterdir())[:50]]
     noise = np.random.default_rng(0).integers(0, 256, (800, 800, 3), dtype=np.uint8)  # incompressible

@@ -172,6 +172,13 @@ def test_cors_is_off_unless_an_origin_is_given(solver: Solver, client: TestClien
         assert "POST" in allowed.headers["access-control-allow-methods"]
         other = open_client.get("/health", headers={"origin": "https://evil.example"})
         assert other.status_code == 200 and "access-control-allow-origin" not in other.headers
+        refused = open_client.options("/solve", headers={**preflight, "origin": "https://evil.example"})
+        assert (refused.status_code, refused.json()) == (400, {"error": "Disallowed CORS origin"})
+
+
+def test_bad_settings_are_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--workers", "0", "--body-timeout", "-1"]) == 2
+    assert capsys.readouterr().err == "error: serve settings must be positive: workers=0, body_timeout=-1.0\n"
 
 
 def test_sixteen_bit_grayscale_png_reads_right(client: TestClient, shared_dir: Path) -> None:

@@ -37,12 +37,11 @@ from dataclasses import dataclass
 import numpy as np
 import uvicorn
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
+from starlette.datastructures import Headers, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect
@@ -141,7 +140,7 @@ def create_app(solver: Solver | None = None, settings: ServeSettings | None = No
         description="Read KCAPTCHA (Gnuboard 5 captcha) images. POST an image to /solve.",
     )
     if s.cors_origin:
-        app.add_middleware(CORSMiddleware, allow_origins=[s.cors_origin], allow_methods=["GET", "HEAD", "POST"],
+        app.add_middleware(_Cors, allow_origins=[s.cors_origin], allow_methods=["GET", "HEAD", "POST"],
                            allow_headers=["content-type"], max_age=600)
     error = {"model": ErrorResponse}
     solving = asyncio.Semaphore(s.solve_threads)
@@ -154,10 +153,6 @@ def create_app(solver: Solver | None = None, settings: ServeSettings | None = No
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JSONResponse:
         return _error(exc.status_code, str(exc.detail), exc.headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error(422, "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
 
     @app.exception_handler(ClientDisconnect)
     async def _gone(request: Request, _: ClientDisconnect) -> Response:
@@ -208,6 +203,17 @@ def create_app(solver: Solver | None = None, settings: ServeSettings | None = No
 
     app.add_middleware(_HeadAsGet)
     return app
+
+
+class _Cors(CORSMiddleware):
+    """Starlette's CORS, with its refusal of a preflight in the service's JSON error shape."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        headers = {k: v for k, v in response.headers.items() if k not in ("content-length", "content-type")}
+        return _error(response.status_code, response.body.decode(), headers)
 
 
 class _HeadAsGet:
