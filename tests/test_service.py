@@ -373,8 +373,13 @@ def test_client_that_disconnects_mid_body_is_one_warning(
 
 
 @pytest.mark.slow
-def test_hundreds_of_concurrent_requests_all_correct(server: str, solver: Solver, images: list[Path]) -> None:
-    """400 requests from 16 client threads, half multipart, half raw; every answer equals the label."""
+def test_hundreds_of_concurrent_requests_all_correct(solver: Solver, images: list[Path]) -> None:
+    """400 requests from 16 client threads, half multipart, half raw; every answer equals the label.
+
+    On a server with the default deadlines: with 0.5 s, a keep-alive connection of a client thread
+    starved of CPU for that long is closed just as it sends its next request (a race every
+    keep-alive timeout has; it only shows at such short values).
+    """
     pool = images[:200] + images[500:600] + images[1000:1100]
     offline = solver.solve_many(pool)
     # Only images the models read right offline (accuracy itself is gated in test_models.py).
@@ -394,10 +399,11 @@ def test_hundreds_of_concurrent_requests_all_correct(server: str, solver: Solver
             r = local.client.post("/solve", content=data, headers={"content-type": "image/*"})
         return path, r.status_code, r.json().get("text", r.text)
 
-    with ThreadPoolExecutor(16) as workers:
+    with running(solver, SETTINGS) as (host, port), ThreadPoolExecutor(16) as workers:
+        server = f"http://{host}:{port}"
         answers = list(workers.map(ask, jobs))
+        assert httpx.get(server + "/health").json()["status"] == "ok"
     assert [(status, text) for _, status, text in answers] == [(200, label(p)) for p, _, _ in answers]
-    assert httpx.get(server + "/health").json()["status"] == "ok"
 
 
 def free_port() -> int:

@@ -360,7 +360,7 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--graceful-timeout", type=float, default=10.0,
                    help="after SIGTERM, seconds in-flight requests get before being cut; then exit 0")
     p.add_argument("--cors-origin", metavar="ORIGIN",
-                   help="let pages from ORIGIN (e.g. https://example.com) call the API; off by default")
+                   help="let pages from ORIGIN (e.g. https://example.com) call the API")
     p.set_defaults(run=_run_serve)
 
 

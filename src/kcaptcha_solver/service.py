@@ -6,9 +6,9 @@ Built for the public internet. What protects what (README, "The HTTP service on 
   previous response, or it is closed (:class:`DeadlineProtocol`, under uvicorn's own keep-alive timeout);
 - a request body must arrive whole within ``body_timeout`` (408), and is counted while it streams in
   (413 past ``max_bytes``, one number for raw and multipart bodies, never read whole first);
-- at most ``max_uploads`` bodies are held at once (503 past that, before reading), and at most
-  ``solve_threads`` images are decoded at once, which bounds memory; freed memory goes back to the
-  system when the service goes idle;
+- at most ``max_uploads`` bodies are held at once (503 past that, the body read and dropped), and at
+  most ``solve_threads`` images are decoded at once, which bounds memory; malloc keeps two arenas, and
+  freed memory goes back to the system when the service goes idle after a burst;
 - idle sockets cost no slot: connections are capped only by ``max_connections``, far above them;
 - SIGTERM stops accepting, lets requests finish for ``graceful_timeout`` seconds, cuts the rest, exit 0.
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import ctypes.util
-import gc
 import html
 import io
 import json
@@ -176,6 +175,7 @@ def create_app(solver: Solver | None = None, settings: ServeSettings | None = No
             # connection closes would be reset, and lose this answer.
             await _read_upload(request, s.max_bytes, s.body_timeout, keep=False)
             return _error(503, f"busy: {s.max_uploads} uploads in progress, retry shortly", {"retry-after": "1"})
+        data = b""
         try:
             data = await _read_upload(request, s.max_bytes, s.body_timeout)
             try:
@@ -184,7 +184,7 @@ def create_app(solver: Solver | None = None, settings: ServeSettings | None = No
             except ImageError as exc:
                 raise _Refused(400, str(exc)) from exc
         finally:
-            held.give()
+            held.give(len(data))
         return JSONResponse(result.to_dict())
 
     @app.get("/health", summary="Liveness: the loaded model and uptime")
@@ -229,10 +229,13 @@ class _HeadAsGet:
 
 
 class _Uploads:
-    """Counts the request bodies held; when the last one is done, freed memory goes back to the system."""
+    """Counts the request bodies held; once the last is done after a burst, freed memory goes back."""
+
+    TRIM_AFTER = 8 * 1024 * 1024  # bytes of uploads since the last trim; captchas alone rarely reach it
 
     def __init__(self, limit: int) -> None:
-        self.limit, self.count, self.trim = limit, 0, None
+        self.limit, self.count, self.since_trim = limit, 0, 0
+        self.trim: asyncio.TimerHandle | None = None
 
     def take(self) -> bool:
         if self.count >= self.limit:
@@ -240,14 +243,16 @@ class _Uploads:
         self.count += 1
         return True
 
-    def give(self) -> None:
+    def give(self, size: int) -> None:
         self.count -= 1
-        if self.count == 0 and self.trim is None:  # after a burst: one trim, a second after it ends
+        self.since_trim += size
+        if self.count == 0 and self.since_trim >= self.TRIM_AFTER and self.trim is None:
             self.trim = asyncio.get_running_loop().call_later(1.0, self._trim)
 
     def _trim(self) -> None:
         self.trim = None
         if self.count == 0:
+            self.since_trim = 0
             _release_memory()
 
 
@@ -330,7 +335,6 @@ def _readable(data: bytes, max_pixels: int) -> bytes | np.ndarray:
 
 def _release_memory() -> None:
     """Hand freed heap pages back to the OS (glibc keeps them otherwise, and RSS stays at its peak)."""
-    gc.collect()  # buffers caught in reference cycles (request scopes, frames) are freed first
     if _LIBC is not None:
         _LIBC.malloc_trim(0)
 
