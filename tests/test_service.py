@@ -480,5 +480,8 @@ def test_sigterm_with_a_stuck_upload_exits_0(workers: int, images: list[Path]) -
             time.sleep(0.2)
             server.terminate()
             assert server.wait(15) == 0, server.stderr.read().decode()
+            head, body = read_reply(stuck)
+        assert head.startswith(b"HTTP/1.1 503") and json.loads(body) == {"error": "the server is shutting down"}
         log = server.stderr.read().decode()
         assert "graceful shutdown exceeded" in log and "Traceback" not in log
+        assert log.count("WARNING:     POST /solve from 127.0.0.1:") == 1
