@@ -9,7 +9,8 @@ Built for the public internet. What protects what (README, "The HTTP service on 
 - at most ``max_uploads`` bodies are held at once (503 past that, the body read and dropped), and at
   most ``solve_threads`` images are decoded at once, which bounds memory; malloc keeps two arenas, and
   freed memory goes back to the system when the service goes idle after a burst;
-- idle sockets cost no slot: connections are capped only by ``max_connections``, far above them;
+- idle sockets leave at the header deadline, so they cannot fill ``max_connections`` (uvicorn's cap,
+  which counts them: at its old value of 128 they turned every request into 503);
 - SIGTERM stops accepting, lets requests finish for ``graceful_timeout`` seconds, cuts the rest, exit 0.
 
 Every answer other than a solve is ``{"error": "..."}``, 404 and 405 included. Nothing here imports torch.
@@ -59,7 +60,7 @@ SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # Pillow's modes for 16-
 class ServeSettings:
     """Everything ``kcaptcha serve`` sets; the defaults are the command's."""
 
-    model: str = "auto"
+    model: str = "gnuboard5"
     host: str = "127.0.0.1"
     port: int = 8080  # not 8000, which `kcaptcha web` uses: both can run side by side
     workers: int = 1
