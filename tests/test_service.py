@@ -296,6 +296,20 @@ def test_idle_and_slow_headers_are_closed_and_do_not_starve_others(server: str, 
             s.close()
 
 
+def test_past_max_connections_requests_get_503_in_the_json_shape(solver: Solver) -> None:
+    with running(solver, replace(SETTINGS, max_connections=3)) as address:
+        idle = [socket.create_connection(address) for _ in range(3)]
+        r = httpx.get("http://{}:{}/health".format(*address))
+        assert (r.status_code, r.json()) == (503, {"error": "busy: over 3 connections"})
+        for s in idle:
+            s.close()
+        for _ in range(100):  # until the server has seen them go (milliseconds)
+            if (r := httpx.get("http://{}:{}/health".format(*address))).status_code == 200:
+                break
+            time.sleep(0.05)
+        assert r.status_code == 200
+
+
 def test_keep_alive_connection_gets_a_fresh_header_deadline(address: tuple[str, int]) -> None:
     """Three requests 0.3 s apart on one socket: 0.9 s in all, past the 0.5 s deadline, yet all answered."""
     with socket.create_connection(address, timeout=5) as s:

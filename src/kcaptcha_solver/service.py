@@ -9,8 +9,8 @@ Built for the public internet. What protects what (README, "The HTTP service on 
 - at most ``max_uploads`` bodies are held at once (503 past that, the body read and dropped), and at
   most ``solve_threads`` images are decoded at once, which bounds memory; malloc keeps two arenas, and
   freed memory goes back to the system when the service goes idle after a burst;
-- idle sockets leave at the header deadline, so they cannot fill ``max_connections`` (uvicorn's cap,
-  which counts them: at its old value of 128 they turned every request into 503);
+- idle sockets leave at the header deadline, so they cannot fill ``max_connections`` (a cap that
+  counts them, as uvicorn's ``limit_concurrency`` did: at 128 they turned every request into 503);
 - SIGTERM stops accepting, lets requests finish for ``graceful_timeout`` seconds, cuts the rest, exit 0.
 
 Every answer other than a solve is ``{"error": "..."}``, 404 and 405 included. Nothing here imports torch.
@@ -407,7 +407,9 @@ class DeadlineProtocol(H11Protocol):
     uvicorn times out only the wait *between* requests, so a socket that connects and sends nothing,
     or trickles its headers, was held forever. Here a timer starts when the connection opens and when
     each response ends; it is cancelled when the app is called (the headers are complete), and closes
-    the connection if it fires first. ``config`` is a :class:`UvicornConfig`.
+    the connection if it fires first. It also answers past ``max_connections`` (uvicorn's own limit
+    answers in plain text) and at shutdown in the service's JSON error shape. ``config`` is a
+    :class:`UvicornConfig`.
     """
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -444,35 +446,43 @@ class DeadlineProtocol(H11Protocol):
             await send(message)
 
         try:
-            await self._inner(scope, receive, tracked)
+            if len(self.connections) > self.config.max_connections:  # type: ignore[attr-defined]
+                await _send_503(send, f"busy: over {self.config.max_connections} connections")  # type: ignore[attr-defined]
+            else:
+                await self._inner(scope, receive, tracked)
         except asyncio.CancelledError:  # uvicorn cuts what still runs when --graceful-timeout is over
             log.warning("%s %s from %s:%d cut: the server is shutting down", scope["method"], scope["path"],
                         *(self.client or ("?", 0)))
             if not started:
-                body = json.dumps({"error": "the server is shutting down"}).encode()
-                await send({"type": "http.response.start", "status": 503, "headers": [
-                    (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close")]})
-                await send({"type": "http.response.body", "body": body})
+                await _send_503(send, "the server is shutting down")
         finally:
             if not self.transport.is_closing():
                 self._arm()
 
 
-class UvicornConfig(uvicorn.Config):
-    """uvicorn's settings plus the header deadline :class:`DeadlineProtocol` reads."""
+async def _send_503(send: Send, message: str) -> None:
+    """A 503 in the JSON error shape, sent below the app; the connection closes after it."""
+    body = json.dumps({"error": message}).encode()
+    await send({"type": "http.response.start", "status": 503, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
 
-    def __init__(self, app: object, *, header_timeout: float, **kwargs: object) -> None:
+
+class UvicornConfig(uvicorn.Config):
+    """uvicorn's settings plus the limits :class:`DeadlineProtocol` reads."""
+
+    def __init__(self, app: object, *, header_timeout: float, max_connections: int, **kwargs: object) -> None:
         super().__init__(app, http=DeadlineProtocol, **kwargs)  # type: ignore[arg-type]
         self.header_timeout = header_timeout
+        self.max_connections = max_connections
 
 
 def uvicorn_config(app: object, s: ServeSettings, **kwargs: object) -> UvicornConfig:
     """The uvicorn settings for ``s``."""
     return UvicornConfig(
-        app, header_timeout=s.header_timeout, timeout_keep_alive=s.keep_alive,
-        limit_concurrency=s.max_connections, timeout_graceful_shutdown=s.graceful_timeout,
-        **kwargs,
+        app, header_timeout=s.header_timeout, max_connections=s.max_connections, timeout_keep_alive=s.keep_alive,
+        timeout_graceful_shutdown=s.graceful_timeout, **kwargs,
     )
 
 
@@ -534,5 +544,4 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.close()
         reason = "is already in use" if exc.errno in (98, 48) else f"cannot be used ({exc.strerror})"
         raise KcaptchaError(f"{host}:{port} {reason}; pick another with --port") from exc
-    sock.set_inheritable(True)
     return sock
