@@ -424,26 +424,41 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "serve", help="HTTP solving service (FastAPI on uvicorn)",
         description="POST /solve (multipart field 'file', or a raw image or audio/mpeg body) -> JSON; GET /health, "
-        "GET /models, docs at /docs. Needs the 'serve' extra: pip install 'kcaptcha-solver[serve]'.",
+        "GET /models, docs at /docs. Slow, idle and oversized clients are cut off (README: 'The HTTP "
+        "service on the open internet'). Needs the 'serve' extra: pip install 'kcaptcha-solver[serve]'.",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8080, help="port (kcaptcha web uses 8000)")
     p.add_argument("--model", default=AUTO,
                    help="'auto' (the shipped model for each image's size), a shipped model name, or a .onnx path")
-    p.add_argument("--max-bytes", type=int, default=2 * 1024 * 1024, help="largest upload (413 above)")
-    p.add_argument("--max-connections", type=int, default=128,
-                   help="connections before answering 503 (bounds memory: each may hold an upload)")
+    p.add_argument("--workers", type=int, default=1, help="processes, each with its own model copy (one per core)")
+    p.add_argument("--max-bytes", type=int, default=2 * 1024 * 1024,
+                   help="largest request body, raw or multipart (413 above)")
+    p.add_argument("--header-timeout", type=float, default=5.0,
+                   help="seconds a connection has to send its request headers (then closed)")
+    p.add_argument("--body-timeout", type=float, default=10.0, help="seconds for the whole body (408 after)")
+    p.add_argument("--max-uploads", type=int, default=64,
+                   help="request bodies held at once per worker (503 above; bounds memory)")
+    p.add_argument("--max-connections", type=int, default=2048,
+                   help="open connections per worker before answering 503")
+    p.add_argument("--graceful-timeout", type=float, default=10.0,
+                   help="after SIGTERM, seconds in-flight requests get before being cut; then exit 0")
+    p.add_argument("--cors-origin", metavar="ORIGIN",
+                   help="let pages from ORIGIN (e.g. https://example.com) call the API")
     p.set_defaults(run=_run_serve)
 
 
 def _run_serve(args: argparse.Namespace) -> int:
     try:
-        from .service import serve
+        from .service import ServeSettings, serve
     except ModuleNotFoundError as exc:
         raise KcaptchaError(f"kcaptcha serve needs {exc.name}: pip install 'kcaptcha-solver[serve]'") from exc
 
-    serve(args.model, host=args.host, port=args.port, max_bytes=args.max_bytes,
-          max_connections=args.max_connections)
+    serve(ServeSettings(
+        model=args.model, host=args.host, port=args.port, workers=args.workers, max_bytes=args.max_bytes,
+        header_timeout=args.header_timeout, body_timeout=args.body_timeout, max_uploads=args.max_uploads,
+        max_connections=args.max_connections, graceful_timeout=args.graceful_timeout, cors_origin=args.cors_origin,
+    ))
     return 0
 
 

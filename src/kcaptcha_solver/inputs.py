@@ -23,6 +23,7 @@ from .errors import ImageError
 MAX_PIXELS = 1_000_000
 # What captchas are served as. Fewer decoders also means less parser surface for a public service.
 FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")
+SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # Pillow's modes for 16-bit grayscale PNGs
 
 Encoded = bytes | bytearray | memoryview | str | os.PathLike | BinaryIO  # what read_bytes takes
 ImageInput = Encoded | Image.Image | np.ndarray
@@ -36,7 +37,7 @@ def to_rgb_array(image: ImageInput, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     if isinstance(image, Image.Image):
         _check_size(image.size, max_pixels)
         try:
-            return np.asarray(image.convert("RGB"))
+            return rgb(image)
         except (ValueError, OSError) as exc:  # an unsupported mode, or a lazy image whose file is bad
             raise ImageError(f"cannot convert this {image.mode} image to RGB: {exc}") from exc
     return decode_bytes(read_bytes(image), max_pixels)
@@ -73,7 +74,7 @@ def decode_bytes(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(data), formats=FORMATS) as im:
             _check_size(im.size, max_pixels)  # the header alone: a decompression bomb is never expanded
-            return np.asarray(im.convert("RGB"))
+            return rgb(im)
     except ImageError:
         raise
     except UnidentifiedImageError as exc:
@@ -82,6 +83,18 @@ def decode_bytes(data: bytes, max_pixels: int = MAX_PIXELS) -> np.ndarray:
         raise ImageError(f"image declares more than the {max_pixels:,} pixels accepted ({exc})") from exc
     except Exception as exc:  # Pillow's decoders raise many types (OSError, SyntaxError, ...) on bad input
         raise ImageError(f"not a readable image ({type(exc).__name__}: {exc})") from exc
+
+
+def rgb(im: Image.Image) -> np.ndarray:
+    """uint8 [H, W, 3] of a decoded image; 16-bit grayscale is scaled down, not clipped.
+
+    Pillow's own conversion of 16-bit gray to RGB clips every value above 255 to white, which
+    erased 99 % of a real captcha's pixels; dividing by 257 maps 0-65535 onto 0-255 exactly.
+    """
+    if im.mode in SIXTEEN_BIT:
+        gray = np.rint(np.asarray(im, dtype=np.float64) / 257).clip(0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    return np.asarray(im.convert("RGB"))
 
 
 def fit(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
