@@ -520,3 +520,33 @@ def test_a_bad_mp3_is_an_error_that_says_what(browser, server, shared_dir, tmp_p
             assert page.text_content("#result") == ""
     finally:
         context.close()
+
+
+def test_the_mp3_reader_loads_after_the_first_answer(browser, server, shared_dir) -> None:
+    """audio.js and voices.json are not on the way to the first answer: they load after it, and then an
+    mp3 is read with the network gone."""
+    image, mp3 = sample_files(shared_dir / "seed-l2")[0], sample_files(shared_dir / "audio" / "jmoon")[0]
+    context = browser.new_context(locale="en-US")
+    context.add_init_script(
+        """document.addEventListener('readystatechange', () => {
+          if (document.readyState !== 'interactive') return;
+          const bytes = Uint8Array.from(atob(B64), (c) => c.charCodeAt(0));
+          const data = new DataTransfer();
+          data.items.add(new File([bytes], 'early.png', { type: 'image/png' }));
+          document.getElementById('file-input').files = data.files;
+        });""".replace("B64", json.dumps(base64.b64encode(image.read_bytes()).decode()))
+    )
+    page = context.new_page()
+    try:
+        page.goto(server)
+        page.wait_for_function("performance.getEntriesByName('audio-ready').length > 0")
+        starts = page.evaluate(
+            """() => Object.fromEntries(performance.getEntriesByType('resource')
+                 .map((e) => [e.name.split('/').pop(), e.startTime]))"""
+        )
+        answered = page.evaluate("performance.getEntriesByName('first-answer')[0].startTime")
+        assert starts["audio.js"] > answered and starts["voices.json"] > answered
+        context.set_offline(True)
+        assert drop_and_wait(page, mp3) == "done" and page.get_attribute("#result", "data-text") == label(mp3)
+    finally:
+        context.close()

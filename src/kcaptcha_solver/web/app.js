@@ -2,9 +2,9 @@
 // The same stages as solver.py: decode (the browser's image decoder), route and read (reading.js, the
 // page's copy of solver.py's rules), with the model between. Everything model-specific (input size,
 // alphabet, lengths, thresholds) comes from the catalogue site.py embeds in the page, so a new model
-// needs no change here. A Gnuboard mp3 goes to audio.js instead, with the facts of voices.json, which
-// are fetched after the first answer. The words come from strings.json, also embedded by site.py.
-import { AudioError, looksLikeMp3, readAudio, warmUp } from './audio.js';
+// needs no change here. A Gnuboard mp3 goes to audio.js instead, with the facts of voices.json: both
+// are loaded after the first answer (build.mjs keeps audio.js out of the bundle, as dist/audio.js).
+// The words come from strings.json, which site.py embeds in the page.
 import { fit, read, route } from './reading.js';
 import { fetchModel, initBackend, loadModel, predict } from './runtime/index.js';
 
@@ -21,7 +21,7 @@ const state = {
   queue: Promise.resolve(), // images are solved one after another, in the order given
   strings: {}, // strings.json: language -> key -> text
   lang: 'en',
-  voices: null, // Promise of voices.json, fetched after the first answer or with the first mp3
+  audio: null, // Promise of {reader: audio.js, facts: voices.json}, loaded after the first answer or with an mp3
   said: ['loading', {}], // the status line's key and values in strings.json, to say again in another language
   waiting: 0, // images given and not yet answered
 };
@@ -254,29 +254,31 @@ function answered(text, info) {
 async function isAudio(blob) {
   if (blob.type === 'audio/mpeg' || /\.mp3$/i.test(blob.name || '')) return true;
   if (blob.type) return false;
-  return looksLikeMp3(new Uint8Array(await blob.slice(0, 4).arrayBuffer()));
+  const [{ reader }, head] = await Promise.all([audio(), blob.slice(0, 4).arrayBuffer()]);
+  return reader.looksLikeMp3(new Uint8Array(head));
 }
 
-/** voices.json (the clips' sizes and hashes, ~8 KB), fetched once: after the first answer, or now. */
-function voices() {
-  if (!state.voices) {
-    state.voices = fetch('voices.json').then((response) => {
+/** audio.js and voices.json (the clips' sizes and hashes), loaded once: after the first answer, or now. */
+function audio() {
+  if (!state.audio) {
+    const facts = fetch('voices.json').then((response) => {
       if (!response.ok) throw new PageError('voices_failed', { status: response.status });
       return response.json();
     });
-    state.voices.catch(() => (state.voices = null)); // a later mp3 tries again
+    state.audio = Promise.all([import('./audio.js'), facts]).then(([reader, voices]) => ({ reader, facts: voices }));
+    state.audio.catch(() => (state.audio = null)); // a later mp3 tries again
   }
-  return state.voices;
+  return state.audio;
 }
 
 async function runAudio(blob, name) {
   const started = performance.now();
-  const [bytes, facts] = await Promise.all([blob.arrayBuffer().then((b) => new Uint8Array(b)), voices()]);
+  const [bytes, { reader, facts }] = await Promise.all([blob.arrayBuffer().then((b) => new Uint8Array(b)), audio()]);
   let heard;
   try {
-    heard = readAudio(bytes, facts);
+    heard = reader.readAudio(bytes, facts);
   } catch (error) {
-    if (error instanceof AudioError) throw new PageError(...audioMessage(error, bytes, name, facts));
+    if (error instanceof reader.AudioError) throw new PageError(...audioMessage(error, bytes, name, facts, reader));
     throw error;
   }
   const { text, voice } = heard;
@@ -294,12 +296,12 @@ async function runAudio(blob, name) {
 }
 
 /** audio.js's message (English), or in another language the same finding from the error's fields: [key, vars]. */
-function audioMessage(error, bytes, name, facts) {
+function audioMessage(error, bytes, name, facts, reader) {
   const vars = { name, message: error.message, voice: error.voice, digits: error.digits, offset: error.offset,
     sets: Object.keys(facts.voices).join(', ') };
   if (bytes.length === 0) return ['audio_empty', vars];
   if (error.digits) return ['audio_partial', vars];
-  return [looksLikeMp3(bytes) ? 'audio_unknown' : 'audio_not_mp3', vars];
+  return [reader.looksLikeMp3(bytes) ? 'audio_unknown' : 'audio_not_mp3', vars];
 }
 
 const percent = (p) => `${Math.round(p * 100)}%`;
@@ -449,15 +451,16 @@ async function start() {
 
 /**
  * What is not on the way to the first answer, once it is in (or failed): the examples' pictures, and for
- * a dropped mp3 the voice facts and a compile of audio.js's sha256 (warmUp), when the page is idle.
+ * a dropped mp3 audio.js, the voice facts and a compile of audio.js's sha256 (warmUp), when the page is idle.
  */
 function afterFirstAnswer() {
   for (const button of $('examples').querySelectorAll('button')) button.querySelector('img').src = button.dataset.src;
   const idle = window.requestIdleCallback || ((f) => setTimeout(f, 50));
-  idle(() => {
-    warmUp();
-    voices().then(() => markOnce('audio-ready'), () => {}); // an mp3 given later says what failed
+  const warm = ({ reader }) => idle(() => {
+    reader.warmUp();
+    markOnce('audio-ready');
   });
+  idle(() => audio().then(warm, () => {})); // an mp3 given later says what failed
 }
 
 start()
