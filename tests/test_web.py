@@ -427,11 +427,14 @@ def test_the_page_follows_the_browser_language(browser, server, shared_dir, loca
         assert page.text_content("#language") == WORDS[other]["language_name"]
         path = sample_files(shared_dir / "gnuboard5")[0]
         text = solve_one(page, lambda: page.set_input_files("#file-input", str(path)))
+        auto = {code: WORDS[code]["auto_size_used"].split(":")[0] for code in WORDS}  # "auto", "자동"
         assert page.text_content("#status").startswith(f"“{text}”: {WORDS[lang]['done'].split(' ')[1]}")
-        page.click("#language")
+        assert page.text_content("#model-used").startswith(f"gnuboard5 ({auto[lang]}: 160×60")
+        page.click("#language")  # what is on the page now says the same in the other language
         assert page.evaluate("document.documentElement.lang") == other
         assert page.text_content("label[for=file-input]") == WORDS[other]["choose"]
         assert page.text_content("#status").startswith(f"“{text}”: {WORDS[other]['done'].split(' ')[1]}")
+        assert page.text_content("#model-used").startswith(f"gnuboard5 ({auto[other]}: 160×60")
         storage = context.storage_state()
     finally:
         context.close()

@@ -23,6 +23,7 @@ const state = {
   lang: 'en',
   audio: null, // Promise of {reader: audio.js, facts: voices.json}, loaded after the first answer or with an mp3
   said: ['loading', {}], // the status line's key and values in strings.json, to say again in another language
+  shown: null, // the answer's {chars, entry, used: () => which model and why}, for its words in another language
   waiting: 0, // images given and not yet answered
 };
 
@@ -62,8 +63,8 @@ function fail(error) {
 function clearAnswer() {
   $('result').replaceChildren();
   delete $('result').dataset.text;
-  $('alternatives').replaceChildren();
-  $('model-used').textContent = '';
+  state.shown = null;
+  showDetails();
   $('copy').disabled = true;
   $('preview').hidden = true;
 }
@@ -98,6 +99,7 @@ function translate(lang) {
   }
   for (const el of document.querySelectorAll('[data-i18n-content]')) el.content = t(el.dataset.i18nContent);
   for (const el of document.querySelectorAll('[data-lang]')) el.hidden = el.dataset.lang !== lang;
+  showDetails();
   const other = LANGUAGES.find((l) => l !== lang);
   const button = $('language');
   button.lang = other;
@@ -133,10 +135,10 @@ function getModel(name) {
 /** The catalogue entry for a picture: the one selected, or in Auto what reading.js's route() picks. */
 function chooseModel(width, height, rgb) {
   const chosen = $('model-select').value;
-  if (chosen !== 'auto') return { entry: state.catalog.find((m) => m.name === chosen), why: t('chosen') };
+  if (chosen !== 'auto') return { entry: state.catalog.find((m) => m.name === chosen), why: () => t('chosen') };
   const { entry, ink } = route(state.catalog, width, height, rgb);
-  const size = t('auto_size_used', { w: width, h: height });
-  return { entry, why: ink === null ? size : size + t('ink_used', { ink: ink.toFixed(0) }) };
+  const size = () => t('auto_size_used', { w: width, h: height });
+  return { entry, why: ink === null ? size : () => size() + t('ink_used', { ink: ink.toFixed(0) }) };
 }
 
 // -- images -----------------------------------------------------------------------------------------
@@ -206,8 +208,9 @@ async function run(blob, name) {
   const modelMs = performance.now() - t0;
   const { chars } = read(data, shape[1], entry);
   markOnce('first-answer');
-  const scaled = resized ? t('scaled_used', { w: picture.width, h: picture.height }) : '';
-  render(chars, entry, { blob, name, model: meta.name, why: why + scaled, modelMs, totalMs: performance.now() - started });
+  const scaled = () => (resized ? t('scaled_used', { w: picture.width, h: picture.height }) : '');
+  const used = () => `${meta.name} (${why()}${scaled()})`;
+  render(chars, entry, { blob, name, model: meta.name, used, modelMs, totalMs: performance.now() - started });
 }
 
 function render(chars, entry, info) {
@@ -218,12 +221,24 @@ function render(chars, entry, info) {
       const span = document.createElement('span');
       span.textContent = c.ch;
       span.style.setProperty('--conf', c.prob.toFixed(3));
-      span.title = t('sure', { p: percent(c.prob) });
       if (c.prob < entry.low_confidence) span.className = 'unsure';
       return span;
     }),
   );
   result.dataset.text = text;
+  state.shown = { chars, entry, used: info.used };
+  showDetails();
+  $('copy').disabled = text.length === 0;
+  addHistory(info.name, text, info.model);
+  showPreview(info.blob);
+  setState('done', text ? 'done' : 'done_empty', { text, model: info.modelMs.toFixed(1), total: info.totalMs.toFixed(0) });
+  answered(text, info);
+}
+
+/** The answer's words: each character's certainty, the unsure ones' alternatives, which model and why. */
+function showDetails() {
+  const { chars, entry, used } = state.shown || { chars: [], entry: null, used: () => '' };
+  [...$('result').children].forEach((span, i) => (span.title = chars[i] ? t('sure', { p: percent(chars[i].prob) }) : ''));
   $('alternatives').replaceChildren(
     ...chars
       .map((c, i) => ({ ...c, i }))
@@ -235,12 +250,7 @@ function render(chars, entry, info) {
         return li;
       }),
   );
-  $('copy').disabled = text.length === 0;
-  $('model-used').textContent = `${info.model} (${info.why})`;
-  addHistory(info.name, text, info.model);
-  showPreview(info.blob);
-  setState('done', text ? 'done' : 'done_empty', { text, model: info.modelMs.toFixed(1), total: info.totalMs.toFixed(0) });
-  answered(text, info);
+  $('model-used').textContent = used();
 }
 
 /** For scripts driving the page (tests, benchmarks/web_load.py): one event per answer. */
@@ -286,9 +296,9 @@ async function runAudio(blob, name) {
   const result = $('result');
   result.replaceChildren(...[...text].map((ch) => Object.assign(document.createElement('span'), { textContent: ch })));
   result.dataset.text = text;
-  $('alternatives').replaceChildren();
+  state.shown = { chars: [], entry: null, used: () => t('voice_used', { voice }) };
+  showDetails();
   $('copy').disabled = text.length === 0;
-  $('model-used').textContent = t('voice_used', { voice });
   $('preview').hidden = true;
   addHistory(name, text, voice);
   setState('done', 'done_audio', { text, voice, total: totalMs.toFixed(1) });
