@@ -1,8 +1,9 @@
 """Serve the browser page locally, or write it out as a static site.
 
-The page is static: HTML (with its stylesheet and the model list inlined), the
-esbuild bundle and wasm in ``dist/`` (made by ``npm run build``), example images,
-and the TF.js models. One table of URL -> file (:func:`site_files`) feeds both the
+The page is static: HTML (with its stylesheet, the model list and its words in
+English and Korean, ``strings.json``, inlined), the esbuild bundle, the mp3 reader
+and wasm in ``dist/`` (made by ``npm run build``), example images, the voice sets'
+facts (the package's ``voices.json``) and the TF.js models. One table of URL -> file (:func:`site_files`) feeds both the
 local server and ``kcaptcha site build``, so what is tested locally is what gets
 published.
 """
