@@ -489,6 +489,8 @@ def drop_and_wait(page, path: Path) -> str:
 def test_a_dropped_or_picked_mp3_gives_its_digits_and_voice(page, shared_dir, voice) -> None:
     """Issue 14 in the page: Gnuboard's real mp3s, read in place; every one exact, with its voice set."""
     files = sample_files(shared_dir / "audio" / voice)
+    accept = page.get_attribute("#file-input", "accept").split(",")
+    assert {".mp3", "audio/mpeg"} <= set(accept)  # the picker offers mp3s
     for path in files[:5]:
         assert drop_and_wait(page, path) == "done", page.text_content("#status")
         assert page.get_attribute("#result", "data-text") == label(path)
