@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import MODELS, model_files, sample_files
+from conftest import MODELS, label, model_files, sample_files
 
 from kcaptcha_solver.cli import main
 from kcaptcha_solver.solver import DEFAULT_MODEL, Solver
@@ -51,6 +51,7 @@ DISPATCH_JS = """([kind, b64, name, type]) => {
 @pytest.fixture(scope="session")
 def bundle() -> Path:
     """web/dist, built from the lockfile when missing or older than its sources (return codes checked)."""
+    # web/*.js includes audio.js; voices.json and strings.json are not bundled (site.py serves and inlines them).
     sources = [*site.WEB_DIR.glob("*.js"), site.WEB_DIR / "build.mjs", *site.WEB_DIR.glob("runtime/*.js")]
     built = [site.DIST / name for name in site.BUILT]
     if all(p.is_file() for p in built) and max(p.stat().st_mtime for p in sources) <= built[0].stat().st_mtime:
@@ -105,8 +106,8 @@ def browser():
 
 @pytest.fixture()
 def page(browser, server):
-    """A fresh context (empty cache, no saved model choice) with the page ready."""
-    context = browser.new_context(viewport={"width": 1000, "height": 900})
+    """A fresh context (empty cache, no saved model or language choice, English) with the page ready."""
+    context = browser.new_context(viewport={"width": 1000, "height": 900}, locale="en-US")
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -137,7 +138,7 @@ def solve_one(page, action) -> str:
 
 
 def dispatch(page, kind: str, path: Path) -> None:
-    kind_type = "image/png" if path.suffix == ".png" else "image/jpeg"
+    kind_type = {".png": "image/png", ".mp3": "audio/mpeg"}.get(path.suffix, "image/jpeg")
     page.evaluate(DISPATCH_JS, [kind, base64.b64encode(path.read_bytes()).decode(), path.name, kind_type])
 
 
@@ -382,3 +383,175 @@ def test_missing_bundle_says_how_to_build(monkeypatch, tmp_path, capsys) -> None
     monkeypatch.setattr(site, "DIST", tmp_path / "dist")
     assert main(["site", "build", str(tmp_path / "out")]) == 1
     assert "npm ci && npm run build" in capsys.readouterr().err
+
+
+# -- after an error, languages, the spoken captcha ----------------------------------------------------
+
+
+def test_an_error_clears_the_previous_answer(page, shared_dir, reference) -> None:
+    """Issue 15 item 11: the answer box never shows an earlier answer under a later error."""
+    path = sample_files(shared_dir / "gnuboard5")[0]
+    text = solve_one(page, lambda: page.set_input_files("#file-input", str(path)))
+    assert text == reference["gnuboard5"].solve(path).text and page.is_visible("#preview")
+    page.set_input_files("#file-input", {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a picture"})
+    page.wait_for_function(SETTLED)
+    assert page.evaluate("document.body.dataset.state") == "error"
+    assert page.text_content("#result") == "" and page.get_attribute("#result", "data-text") is None
+    assert page.text_content("#model-used") == "" and page.is_disabled("#copy") and not page.is_visible("#preview")
+    assert [row["text"] for row in history(page)] == [text]  # still in the history, as a past answer
+
+
+def open_page(browser, server, locale: str, storage: dict | None = None):
+    """A fresh context in ``locale`` with the page ready: (context, page)."""
+    context = browser.new_context(locale=locale, storage_state=storage)
+    page = context.new_page()
+    page.goto(server)
+    page.wait_for_function("document.body.dataset.state === 'ready'")
+    return context, page
+
+
+WORDS = site.strings()
+
+
+@pytest.mark.parametrize(("locale", "lang"), [("ko-KR", "ko"), ("en-US", "en")])
+def test_the_page_follows_the_browser_language(browser, server, shared_dir, locale, lang) -> None:
+    """Korean or English from the browser's language; the switch changes every string and is remembered."""
+    other = "en" if lang == "ko" else "ko"
+    context, page = open_page(browser, server, locale)
+    try:
+        assert page.evaluate("document.documentElement.lang") == lang
+        assert page.title() == WORDS[lang]["title"]
+        assert page.text_content("#status") == WORDS[lang]["ready"]
+        assert page.text_content("label[for=file-input]") == WORDS[lang]["choose"]
+        assert page.get_attribute("#result", "aria-label") == WORDS[lang]["answer_label"]
+        assert page.text_content("#language") == WORDS[other]["language_name"]
+        path = sample_files(shared_dir / "gnuboard5")[0]
+        text = solve_one(page, lambda: page.set_input_files("#file-input", str(path)))
+        auto = {code: WORDS[code]["auto_size_used"].split(":")[0] for code in WORDS}  # "auto", "자동"
+        assert page.text_content("#status").startswith(f"“{text}”: {WORDS[lang]['done'].split(' ')[1]}")
+        assert page.text_content("#model-used").startswith(f"gnuboard5 ({auto[lang]}: 160×60")
+        page.click("#language")  # what is on the page now says the same in the other language
+        assert page.evaluate("document.documentElement.lang") == other
+        assert page.text_content("label[for=file-input]") == WORDS[other]["choose"]
+        assert page.text_content("#status").startswith(f"“{text}”: {WORDS[other]['done'].split(' ')[1]}")
+        assert page.text_content("#model-used").startswith(f"gnuboard5 ({auto[other]}: 160×60")
+        storage = context.storage_state()
+    finally:
+        context.close()
+    context, page = open_page(browser, server, locale, storage)  # the choice outlives the visit
+    try:
+        assert page.evaluate("document.documentElement.lang") == other
+        assert page.text_content("#status") == WORDS[other]["ready"]
+    finally:
+        context.close()
+
+
+# Every visible text node, and the labels a screen reader says, of the page as it stands.
+TEXTS_JS = """() => {
+  const texts = new Set();
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const text = node.textContent.trim();
+    const parent = node.parentElement; // the language switch names the other language in that language
+    if (text && parent.checkVisibility() && !parent.closest('[lang]:not(html)')) texts.add(text);
+  }
+  for (const el of document.querySelectorAll('[aria-label], option')) texts.add(el.ariaLabel || el.textContent.trim());
+  texts.add(document.title);
+  return [...texts];
+}"""
+
+
+def test_no_english_is_left_in_the_korean_page(browser, server, tfjs_models) -> None:
+    """What the Korean page shows that the English one shows too is names only: models, keys, programs."""
+    pages = {}
+    for locale in ("en-US", "ko-KR"):
+        context, page = open_page(browser, server, locale)
+        try:
+            pages[locale] = set(page.evaluate(TEXTS_JS))
+        finally:
+            context.close()
+    names = {*MODELS, "Ctrl", "V", "+"}
+    both = {t for t in pages["en-US"] & pages["ko-KR"] if t not in names and not re.fullmatch(r"\S+ \(\d+×\d+\)", t)}
+    assert not both, both  # (a model's option in the selector, "gnuboard5 (120×45)", is a name too)
+    assert any("숫자음성듣기" in text for text in pages["ko-KR"])
+    assert all(set(lang) == set(WORDS["en"]) and all(lang.values()) for lang in WORDS.values())
+
+
+def drop_and_wait(page, path: Path) -> str:
+    """Drop ``path`` on the page; the state it settles in."""
+    page.evaluate("document.body.dataset.state = 'ready'")
+    dispatch(page, "drop", path)
+    page.wait_for_function(SETTLED)
+    return page.evaluate("document.body.dataset.state")
+
+
+@pytest.mark.parametrize("voice", ["basic", "jmoon"])
+def test_a_dropped_or_picked_mp3_gives_its_digits_and_voice(page, shared_dir, voice) -> None:
+    """Issue 14 in the page: Gnuboard's real mp3s, read in place; every one exact, with its voice set."""
+    files = sample_files(shared_dir / "audio" / voice)
+    accept = page.get_attribute("#file-input", "accept").split(",")
+    assert {".mp3", "audio/mpeg"} <= set(accept)  # the picker offers mp3s
+    for path in files[:5]:
+        assert drop_and_wait(page, path) == "done", page.text_content("#status")
+        assert page.get_attribute("#result", "data-text") == label(path)
+        assert page.text_content("#model-used") == f"voice set {voice} (mp3)"
+    page.set_input_files("#file-input", [str(p) for p in files[5:]])
+    page.wait_for_function(f"document.querySelectorAll('#history li').length >= {len(files)}")
+    assert {(row["name"], row["text"], row["model"]) for row in history(page)} == {
+        (p.name, label(p), voice) for p in files
+    }
+
+
+@pytest.mark.parametrize(("locale", "status"), [
+    ("en-US", "the file ends 1 bytes before the end of what starts as clip"),
+    ("ko-KR", "잘렸거나 바뀐 파일입니다"),
+])
+def test_a_bad_mp3_is_an_error_that_says_what(browser, server, shared_dir, tmp_path, locale, status) -> None:
+    """A truncated download, another recording, a file that is no mp3: each an error, never digits."""
+    real = sample_files(shared_dir / "audio" / "basic")[0]
+    cut, other, text = tmp_path / "cut.mp3", tmp_path / "other.mp3", tmp_path / "notes.mp3"
+    cut.write_bytes(real.read_bytes()[:-1])
+    other.write_bytes(real.read_bytes()[:4] + bytes(reversed(real.read_bytes()[4:])))
+    text.write_bytes(b"not a sound")
+    context, page = open_page(browser, server, locale)
+    try:
+        for path, says in [
+            (cut, status),
+            (other, {"en-US": "does not start with a clip of any known voice", "ko-KR": "알려진 음성 세트"}[locale]),
+            (text, {"en-US": "not an mp3", "ko-KR": "mp3 파일이 아닙니다"}[locale]),
+        ]:
+            assert drop_and_wait(page, path) == "error"
+            assert path.name in page.text_content("#status") and says in page.text_content("#status")
+            assert page.text_content("#result") == ""
+    finally:
+        context.close()
+
+
+def test_the_mp3_reader_loads_after_the_first_answer(browser, server, shared_dir) -> None:
+    """audio.js and voices.json are not on the way to the first answer: they load after it, and then an
+    mp3 is read with the network gone."""
+    image, mp3 = sample_files(shared_dir / "seed-l2")[0], sample_files(shared_dir / "audio" / "jmoon")[0]
+    context = browser.new_context(locale="en-US")
+    context.add_init_script(
+        """document.addEventListener('readystatechange', () => {
+          if (document.readyState !== 'interactive') return;
+          const bytes = Uint8Array.from(atob(B64), (c) => c.charCodeAt(0));
+          const data = new DataTransfer();
+          data.items.add(new File([bytes], 'early.png', { type: 'image/png' }));
+          document.getElementById('file-input').files = data.files;
+        });""".replace("B64", json.dumps(base64.b64encode(image.read_bytes()).decode()))
+    )
+    page = context.new_page()
+    try:
+        page.goto(server)
+        page.wait_for_function("performance.getEntriesByName('audio-ready').length > 0")
+        starts = page.evaluate(
+            """() => Object.fromEntries(performance.getEntriesByType('resource')
+                 .map((e) => [e.name.split('/').pop(), e.startTime]))"""
+        )
+        answered = page.evaluate("performance.getEntriesByName('first-answer')[0].startTime")
+        assert starts["audio.js"] > answered and starts["voices.json"] > answered
+        context.set_offline(True)
+        assert drop_and_wait(page, mp3) == "done" and page.get_attribute("#result", "data-text") == label(mp3)
+    finally:
+        context.close()

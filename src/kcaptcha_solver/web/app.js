@@ -2,13 +2,16 @@
 // The same stages as solver.py: decode (the browser's image decoder), route and read (reading.js, the
 // page's copy of solver.py's rules), with the model between. Everything model-specific (input size,
 // alphabet, lengths, thresholds) comes from the catalogue site.py embeds in the page, so a new model
-// needs no change here.
+// needs no change here. A Gnuboard mp3 goes to audio.js instead, with the facts of voices.json: both
+// are loaded after the first answer (build.mjs keeps audio.js out of the bundle, as dist/audio.js).
+// The words come from strings.json, which site.py embeds in the page.
 import { fit, read, route } from './reading.js';
 import { fetchModel, initBackend, loadModel, predict } from './runtime/index.js';
 
 performance.mark('app-start');
 const $ = (id) => document.getElementById(id);
 const MAX_PIXELS = 1_000_000; // as inputs.py: room for a screenshot, no 100 MB arrays for a photo
+const LANGUAGES = ['ko', 'en']; // strings.json's; the first the browser lists wins, else English
 
 const state = {
   backend: null, // Promise, resolved once the wasm backend runs
@@ -16,6 +19,11 @@ const state = {
   downloads: new Map(), // name -> Promise of model artifacts (fetched while the backend starts)
   models: new Map(), // name -> Promise of {model, meta}
   queue: Promise.resolve(), // images are solved one after another, in the order given
+  strings: {}, // strings.json: language -> key -> text
+  lang: 'en',
+  audio: null, // Promise of {reader: audio.js, facts: voices.json}, loaded after the first answer or with an mp3
+  said: ['loading', {}], // the status line's key and values in strings.json, to say again in another language
+  shown: null, // the answer's {chars, entry, used: () => which model and why}, for its words in another language
   waiting: 0, // images given and not yet answered
 };
 
@@ -24,14 +32,79 @@ function markOnce(name) {
   if (performance.getEntriesByName(name).length === 0) performance.mark(name);
 }
 
-function setState(name, message) {
-  document.body.dataset.state = name;
-  if (message !== undefined) $('status').textContent = message;
+/** The status line: strings.json's `key` with `vars`. */
+function say(key, vars = {}) {
+  state.said = [key, vars];
+  $('status').textContent = t(key, vars);
 }
 
+function setState(name, key, vars) {
+  document.body.dataset.state = name;
+  if (key) say(key, vars);
+}
+
+/** An error the page words itself: strings.json's `key` with `vars`. */
+class PageError extends Error {
+  constructor(key, vars = {}) {
+    super(t(key, vars));
+    this.key = key;
+    this.vars = vars;
+  }
+}
+
+/** After an error, the last answer is gone from the answer box (it stays in the history). */
 function fail(error) {
   console.error(error);
-  setState('error', error.message || String(error));
+  clearAnswer();
+  if (error instanceof PageError) setState('error', error.key, error.vars);
+  else setState('error', 'unexpected', { message: error.message || String(error) });
+}
+
+function clearAnswer() {
+  $('result').replaceChildren();
+  delete $('result').dataset.text;
+  state.shown = null;
+  showDetails();
+  $('copy').disabled = true;
+  $('preview').hidden = true;
+}
+
+// -- language ---------------------------------------------------------------------------------------
+
+/** strings.json's text for `key` in the page's language, with each {name} replaced by vars[name]. */
+function t(key, vars = {}) {
+  const text = state.strings[state.lang]?.[key] ?? state.strings.en?.[key] ?? vars.message ?? key;
+  return text.replace(/\{(\w+)\}/g, (whole, name) => (name in vars ? String(vars[name]) : whole));
+}
+
+/** The visitor's saved choice, else the first of the browser's languages the page has, else English. */
+function chooseLanguage() {
+  const saved = localStorage.getItem('kcaptcha-language');
+  if (LANGUAGES.includes(saved)) return saved;
+  for (const tag of navigator.languages || [navigator.language]) {
+    const lang = tag.toLowerCase().split('-')[0];
+    if (LANGUAGES.includes(lang)) return lang;
+  }
+  return 'en';
+}
+
+/** Every element marked in index.html (and site.py's parts) into `lang`; the status line as it stands. */
+function translate(lang) {
+  state.lang = lang;
+  document.documentElement.lang = lang;
+  for (const el of document.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
+  for (const el of document.querySelectorAll('[data-i18n-html]')) el.innerHTML = t(el.dataset.i18nHtml);
+  for (const el of document.querySelectorAll('[data-i18n-label]')) {
+    el.setAttribute('aria-label', t(el.dataset.i18nLabel, el.dataset));
+  }
+  for (const el of document.querySelectorAll('[data-i18n-content]')) el.content = t(el.dataset.i18nContent);
+  for (const el of document.querySelectorAll('[data-lang]')) el.hidden = el.dataset.lang !== lang;
+  showDetails();
+  const other = LANGUAGES.find((l) => l !== lang);
+  const button = $('language');
+  button.lang = other;
+  button.textContent = state.strings[other].language_name;
+  say(...state.said);
 }
 
 // -- models -----------------------------------------------------------------------------------------
@@ -62,10 +135,10 @@ function getModel(name) {
 /** The catalogue entry for a picture: the one selected, or in Auto what reading.js's route() picks. */
 function chooseModel(width, height, rgb) {
   const chosen = $('model-select').value;
-  if (chosen !== 'auto') return { entry: state.catalog.find((m) => m.name === chosen), why: 'chosen' };
+  if (chosen !== 'auto') return { entry: state.catalog.find((m) => m.name === chosen), why: () => t('chosen') };
   const { entry, ink } = route(state.catalog, width, height, rgb);
-  const size = `auto: ${width}×${height}`;
-  return { entry, why: ink === null ? size : `${size}, text ${ink.toFixed(0)} px wide` };
+  const size = () => t('auto_size_used', { w: width, h: height });
+  return { entry, why: ink === null ? size : () => size() + t('ink_used', { ink: ink.toFixed(0) }) };
 }
 
 // -- images -----------------------------------------------------------------------------------------
@@ -76,11 +149,11 @@ async function decodeImage(blob) {
   try {
     bitmap = await createImageBitmap(blob, { colorSpaceConversion: 'none', premultiplyAlpha: 'none' });
   } catch {
-    throw new Error(`${blob.name || 'This file'} is not an image this browser can read.`);
+    throw new PageError('not_image', { name: blob.name || t('this_file') });
   }
   if (bitmap.width * bitmap.height > MAX_PIXELS) {
     bitmap.close();
-    throw new Error(`The image is ${bitmap.width}×${bitmap.height}: too large for a captcha.`);
+    throw new PageError('too_large', { w: bitmap.width, h: bitmap.height });
   }
   return bitmap;
 }
@@ -108,13 +181,11 @@ function pixels(bitmap, box) {
 
 function solve(blob, label) {
   markOnce('image-given');
-  const name = label || blob.name || 'pasted image';
-  if (document.body.dataset.state === 'loading') {
-    $('status').textContent = 'Got it: solving as soon as the solver has loaded…';
-  }
+  const name = label || blob.name || t('pasted');
+  if (document.body.dataset.state === 'loading') say('queued');
   state.waiting++;
   state.queue = state.queue
-    .then(() => run(blob, name))
+    .then(async () => ((await isAudio(blob)) ? runAudio(blob, name) : run(blob, name)))
     .catch(fail)
     .finally(() => state.waiting--);
   return state.queue;
@@ -126,7 +197,7 @@ async function run(blob, name) {
   const picture = pixels(bitmap, { x: 0, y: 0, width: bitmap.width, height: bitmap.height }); // the whole input
   bitmap.close();
   await state.backend;
-  setState('busy', `Reading ${name}…`);
+  setState('busy', 'reading', { name });
   const { entry, why } = chooseModel(picture.width, picture.height, picture.rgb);
   const { model, meta } = await getModel(entry.name);
   const resized = picture.width !== meta.width || picture.height !== meta.height;
@@ -137,8 +208,9 @@ async function run(blob, name) {
   const modelMs = performance.now() - t0;
   const { chars } = read(data, shape[1], entry);
   markOnce('first-answer');
-  const scaled = resized ? `, scaled from ${picture.width}×${picture.height}` : '';
-  render(chars, entry, { blob, name, model: meta.name, why: why + scaled, modelMs, totalMs: performance.now() - started });
+  const scaled = () => (resized ? t('scaled_used', { w: picture.width, h: picture.height }) : '');
+  const used = () => `${meta.name} (${why()}${scaled()})`;
+  render(chars, entry, { blob, name, model: meta.name, used, modelMs, totalMs: performance.now() - started });
 }
 
 function render(chars, entry, info) {
@@ -149,12 +221,24 @@ function render(chars, entry, info) {
       const span = document.createElement('span');
       span.textContent = c.ch;
       span.style.setProperty('--conf', c.prob.toFixed(3));
-      span.title = `${percent(c.prob)} sure`;
       if (c.prob < entry.low_confidence) span.className = 'unsure';
       return span;
     }),
   );
   result.dataset.text = text;
+  state.shown = { chars, entry, used: info.used };
+  showDetails();
+  $('copy').disabled = text.length === 0;
+  addHistory(info.name, text, info.model);
+  showPreview(info.blob);
+  setState('done', text ? 'done' : 'done_empty', { text, model: info.modelMs.toFixed(1), total: info.totalMs.toFixed(0) });
+  answered(text, info);
+}
+
+/** The answer's words: each character's certainty, the unsure ones' alternatives, which model and why. */
+function showDetails() {
+  const { chars, entry, used } = state.shown || { chars: [], entry: null, used: () => '' };
+  [...$('result').children].forEach((span, i) => (span.title = chars[i] ? t('sure', { p: percent(chars[i].prob) }) : ''));
   $('alternatives').replaceChildren(
     ...chars
       .map((c, i) => ({ ...c, i }))
@@ -162,18 +246,72 @@ function render(chars, entry, info) {
       .map((c) => {
         const li = document.createElement('li');
         const alts = c.alternatives.map((a) => `${a.ch || '∅'} ${percent(a.prob)}`).join(' · ');
-        li.textContent = `#${c.i + 1}: ${c.ch} ${percent(c.prob)}${alts ? ` · or ${alts}` : ''}`;
+        li.textContent = t('unsure_item', { i: c.i + 1, ch: c.ch, p: percent(c.prob) }) + (alts ? t('or_item', { alts }) : '');
         return li;
       }),
   );
-  $('copy').disabled = text.length === 0;
-  $('model-used').textContent = `${info.model} (${info.why})`;
-  addHistory(info.name, text, info.model);
-  showPreview(info.blob);
-  const answer = text ? `“${text}”` : 'no characters';
-  setState('done', `${answer}: model ${info.modelMs.toFixed(1)} ms, ${info.totalMs.toFixed(0)} ms in all.`);
-  // For scripts driving the page (tests, benchmarks/web_load.py): one event per answer.
+  $('model-used').textContent = used();
+}
+
+/** For scripts driving the page (tests, benchmarks/web_load.py): one event per answer. */
+function answered(text, info) {
   document.dispatchEvent(new CustomEvent('kcaptcha-answer', { detail: { text, ...info } }));
+}
+
+// -- spoken captchas (Gnuboard's mp3) ---------------------------------------------------------------
+
+/** An mp3 by its type or name; a file of no known type (some drops and pastes) by its first bytes. */
+async function isAudio(blob) {
+  if (blob.type === 'audio/mpeg' || /\.mp3$/i.test(blob.name || '')) return true;
+  if (blob.type) return false;
+  const [{ reader }, head] = await Promise.all([audio(), blob.slice(0, 4).arrayBuffer()]);
+  return reader.looksLikeMp3(new Uint8Array(head));
+}
+
+/** audio.js and voices.json (the clips' sizes and hashes), loaded once: after the first answer, or now. */
+function audio() {
+  if (!state.audio) {
+    const facts = fetch('voices.json').then((response) => {
+      if (!response.ok) throw new PageError('voices_failed', { status: response.status });
+      return response.json();
+    });
+    state.audio = Promise.all([import('./audio.js'), facts]).then(([reader, voices]) => ({ reader, facts: voices }));
+    state.audio.catch(() => (state.audio = null)); // a later mp3 tries again
+  }
+  return state.audio;
+}
+
+async function runAudio(blob, name) {
+  const started = performance.now();
+  const [bytes, { reader, facts }] = await Promise.all([blob.arrayBuffer().then((b) => new Uint8Array(b)), audio()]);
+  let heard;
+  try {
+    heard = reader.readAudio(bytes, facts);
+  } catch (error) {
+    if (error instanceof reader.AudioError) throw new PageError(...audioMessage(error, bytes, name, facts, reader));
+    throw error;
+  }
+  const { text, voice } = heard;
+  const totalMs = performance.now() - started;
+  const result = $('result');
+  result.replaceChildren(...[...text].map((ch) => Object.assign(document.createElement('span'), { textContent: ch })));
+  result.dataset.text = text;
+  state.shown = { chars: [], entry: null, used: () => t('voice_used', { voice }) };
+  showDetails();
+  $('copy').disabled = text.length === 0;
+  $('preview').hidden = true;
+  addHistory(name, text, voice);
+  setState('done', 'done_audio', { text, voice, total: totalMs.toFixed(1) });
+  answered(text, { name, model: voice, totalMs });
+}
+
+/** audio.js's message (English), or in another language the same finding from the error's fields: [key, vars]. */
+function audioMessage(error, bytes, name, facts, reader) {
+  const vars = { name, message: error.message, voice: error.voice, digits: error.digits, offset: error.offset,
+    sets: Object.keys(facts.voices).join(', ') };
+  if (bytes.length === 0) return ['audio_empty', vars];
+  if (error.digits) return ['audio_partial', vars];
+  return [reader.looksLikeMp3(bytes) ? 'audio_unknown' : 'audio_not_mp3', vars];
 }
 
 const percent = (p) => `${Math.round(p * 100)}%`;
@@ -236,19 +374,19 @@ function wireInputs() {
     e.preventDefault();
     zone.classList.remove('over');
     if (e.dataTransfer.files.length) solveFiles(e.dataTransfer.files);
-    else fail(new Error('Nothing to read: drop an image file.'));
+    else fail(new PageError('nothing_dropped'));
   });
   document.addEventListener('paste', (e) => {
     const file = imageFromClipboard(e.clipboardData);
-    if (!file) return fail(new Error('The clipboard holds no image. Copy the captcha image, then paste.'));
+    if (!file) return fail(new PageError('no_clipboard_image'));
     e.preventDefault();
-    solve(file, 'pasted image');
+    solve(file, t('pasted'));
   });
   for (const button of $('examples').querySelectorAll('button')) {
     button.addEventListener('click', async () => {
       try {
         const response = await fetch(button.dataset.src);
-        if (!response.ok) throw new Error(`could not load ${button.dataset.src} (${response.status})`);
+        if (!response.ok) throw new PageError('example_failed', { src: button.dataset.src, status: response.status });
         solve(await response.blob(), button.dataset.src.split('/').pop());
       } catch (error) {
         fail(error);
@@ -259,20 +397,25 @@ function wireInputs() {
     const text = $('result').dataset.text || '';
     try {
       await navigator.clipboard.writeText(text);
-      $('copy').textContent = 'Copied';
+      $('copy').textContent = t('copied');
     } catch {
       const range = document.createRange(); // clipboard API refused: select it for Ctrl+C instead
       range.selectNodeContents($('result'));
       getSelection().removeAllRanges();
       getSelection().addRange(range);
-      $('copy').textContent = 'Press Ctrl+C';
+      $('copy').textContent = t('press_copy');
     }
-    setTimeout(() => ($('copy').textContent = 'Copy'), 1500);
+    setTimeout(() => ($('copy').textContent = t('copy')), 1500);
   });
   $('model-select').addEventListener('change', () => {
     const chosen = $('model-select').value;
     localStorage.setItem('kcaptcha-model', chosen);
     if (chosen !== 'auto') getModel(chosen).catch(fail);
+  });
+  $('language').addEventListener('click', () => {
+    const lang = LANGUAGES.find((l) => l !== state.lang);
+    localStorage.setItem('kcaptcha-language', lang);
+    translate(lang);
   });
 }
 
@@ -294,7 +437,17 @@ function fillSelector() {
   getModel(select.value === 'auto' ? state.catalog[0].name : select.value).catch(() => {});
 }
 
+/** strings.json as site.py embeds it; the page is translated before anything else. */
+function readStrings() {
+  const listing = $('strings');
+  if (!listing) throw new Error('this page has no strings: serve it with kcaptcha web or kcaptcha site build');
+  state.strings = JSON.parse(listing.textContent);
+  const lang = chooseLanguage();
+  if (lang !== 'en') translate(lang); // index.html is in English already
+}
+
 async function start() {
+  readStrings();
   state.catalog = readCatalog();
   // Auto's first model downloads first, so that its requests are not queued behind the runtime's start.
   download(state.catalog[0].name);
@@ -303,14 +456,23 @@ async function start() {
   wireInputs(); // solves a file picked before this script ran
   fillSelector();
   await state.backend;
-  if (document.body.dataset.state === 'loading') setState('ready', 'Ready: give me a captcha image.');
+  if (document.body.dataset.state === 'loading') setState('ready', 'ready');
 }
 
-/** The examples' pictures are fetched after the first answer (or failure): they are not on the way to it. */
-function showThumbnails() {
+/**
+ * What is not on the way to the first answer, once it is in (or failed): the examples' pictures, and for
+ * a dropped mp3 audio.js, the voice facts and a compile of audio.js's sha256 (warmUp), when the page is idle.
+ */
+function afterFirstAnswer() {
   for (const button of $('examples').querySelectorAll('button')) button.querySelector('img').src = button.dataset.src;
+  const idle = window.requestIdleCallback || ((f) => setTimeout(f, 50));
+  const warm = ({ reader }) => idle(() => {
+    reader.warmUp();
+    markOnce('audio-ready');
+  });
+  idle(() => audio().then(warm, () => {})); // an mp3 given later says what failed
 }
 
 start()
   .catch(fail)
-  .finally(() => state.queue.finally(() => setTimeout(showThumbnails)));
+  .finally(() => state.queue.finally(() => setTimeout(afterFirstAnswer)));

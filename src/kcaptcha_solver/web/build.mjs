@@ -1,5 +1,6 @@
-// `npm run build`: bundle the page script and its TF.js runtime into web/dist/ with esbuild,
-// and copy the wasm binaries the backend fetches (served as application/wasm).
+// `npm run build`: bundle the page script and its TF.js runtime into web/dist/ with esbuild, minify the
+// mp3 reader (audio.js) beside it, loaded by the page after its first answer, and copy the wasm binaries
+// the backend fetches (served as application/wasm).
 import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -26,6 +27,15 @@ const result = await build({
   // thread) instead of at first call; the mark splits download + compile from evaluation, for benchmarks.
   banner: { js: "//# allFunctionsCalledOnLoad\nperformance.mark('bundle-start');" },
   metafile: true,
+  external: ['./audio.js'], // not on the way to the first answer: app.js imports it later, from dist/
+});
+await build({
+  entryPoints: [join(here, 'audio.js')],
+  outfile: join(dist, 'audio.js'),
+  format: 'esm',
+  platform: 'browser',
+  target: 'es2020',
+  minify: true,
 });
 for (const name of ['tfjs-backend-wasm.wasm', 'tfjs-backend-wasm-simd.wasm']) {
   await copyFile(join(wasmDir, name), join(dist, name));

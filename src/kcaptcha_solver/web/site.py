@@ -1,8 +1,9 @@
 """Serve the browser page locally, or write it out as a static site.
 
-The page is static: HTML (with its stylesheet and the model list inlined), the
-esbuild bundle and wasm in ``dist/`` (made by ``npm run build``), example images,
-and the TF.js models. One table of URL -> file (:func:`site_files`) feeds both the
+The page is static: HTML (with its stylesheet, the model list and its words in
+English and Korean, ``strings.json``, inlined), the esbuild bundle, the mp3 reader
+and wasm in ``dist/`` (made by ``npm run build``), example images, the voice sets'
+facts (the package's ``voices.json``) and the TF.js models. One table of URL -> file (:func:`site_files`) feeds both the
 local server and ``kcaptcha site build``, so what is tested locally is what gets
 published.
 """
@@ -24,7 +25,8 @@ from ..modelfile import Reading, catalogue_key
 WEB_DIR = Path(__file__).resolve().parent
 DIST = WEB_DIR / "dist"
 MODELS_DIR = WEB_DIR.parent / "models" / "tfjs"
-BUILT = ("app.js", "tfjs-backend-wasm.wasm", "tfjs-backend-wasm-simd.wasm")
+VOICES = WEB_DIR.parent / "voices.json"  # audio.py's facts, read by web/audio.js too
+BUILT = ("app.js", "audio.js", "tfjs-backend-wasm.wasm", "tfjs-backend-wasm-simd.wasm")
 CATALOG_KEYS = ("name", "preset", "width", "height", "length_min", "length_max", "classes", "decoder")
 EXAMPLE_SUFFIXES = (".jpg", ".png")
 TYPES = {
@@ -75,20 +77,28 @@ def catalog(models_dir: Path = MODELS_DIR) -> list[dict]:
     return sorted(entries, key=lambda e: catalogue_key(e["name"], e["width"], e["height"]))
 
 
+def strings() -> dict[str, dict[str, str]]:
+    """The page's words (strings.json): language -> key -> text, where ``{name}`` is filled in."""
+    return json.loads((WEB_DIR / "strings.json").read_text(encoding="utf-8"))
+
+
 def examples_html(models: list[dict]) -> str:
     """A button per example picture (``examples/NAME-SEED.jpg|png``) of the models present: seed by seed,
-    each in catalogue order."""
+    each in catalogue order. Their English label is replaced in another language by the page."""
+    label = strings()["en"]["example_label"]
     found = [(p.stem.rsplit("-", 1)[1], i, p, m) for i, m in enumerate(models)
              for p in (WEB_DIR / "examples").glob(f"{m['name']}-*") if p.suffix in EXAMPLE_SUFFIXES]
     return "\n".join(
-        f'        <button type="button" data-src="examples/{escape(p.name)}" aria-label="{escape(m["name"])} '
-        f'example">\n          <img alt="" width="{m["width"]}" height="{m["height"]}">\n        </button>'
+        f'        <button type="button" data-src="examples/{escape(p.name)}" data-model="{escape(m["name"])}" '
+        f'data-i18n-label="example_label"\n                aria-label="{escape(label.format(model=m["name"]))}">\n'
+        f'          <img alt="" width="{m["width"]}" height="{m["height"]}">\n        </button>'
         for _, _, p, m in sorted(found, key=lambda f: f[:2])
     )
 
 
 def auto_html(models: list[dict]) -> str:
-    """How Auto chooses, from the models present: which sizes it knows and which models share one."""
+    """How Auto chooses, from the models present: which sizes it knows and which models share one. One
+    item per language (``data-lang``); the page shows the visitor's."""
     sizes: dict[tuple[int, int], list[dict]] = {}
     for m in models:
         sizes.setdefault((m["width"], m["height"]), []).append(m)
@@ -97,13 +107,17 @@ def auto_html(models: list[dict]) -> str:
         lo, hi = m["length_min"], m["length_max"]
         return f"{lo}" if lo == hi else f"{lo}&ndash;{hi}"
 
-    parts = []
-    for (w, h), group in sizes.items():
-        names = " or ".join(f"<code>{escape(m['name'])}</code> ({chars(m)} characters)" for m in group)
-        told = ", told apart by how wide the text is" if len(group) > 1 else ""
-        parts.append(f"{w}&times;{h} is {names}{told}")
-    return (f"<li><strong>Auto</strong> picks the model from the image size: {'; '.join(parts)}. Other sizes "
-            "go to the closest shape, resized. Pick a model yourself if the guess is wrong.</li>")
+    items = []
+    for lang, words in strings().items():
+        parts = []
+        for (w, h), group in sizes.items():
+            names = words["auto_or"].join(words["auto_model"].format(name=escape(m["name"]), chars=chars(m))
+                                          for m in group)
+            told = words["auto_told"] if len(group) > 1 else ""
+            parts.append(words["auto_size"].format(w=w, h=h, names=names, told=told))
+        hidden = "" if lang == "en" else " hidden"  # index.html is English until the page translates it
+        items.append(f'<li data-lang="{lang}"{hidden}>{words["auto_intro"].format(sizes="; ".join(parts))}</li>')
+    return "\n        ".join(items)
 
 
 def site_files(models_dir: Path = MODELS_DIR) -> dict[str, Path | bytes]:
@@ -111,6 +125,7 @@ def site_files(models_dir: Path = MODELS_DIR) -> dict[str, Path | bytes]:
     require_built()
     files: dict[str, Path | bytes] = {f"dist/{p.name}": p for p in sorted(DIST.iterdir()) if p.is_file()}
     files.update({f"examples/{p.name}": p for p in sorted((WEB_DIR / "examples").iterdir()) if p.is_file()})
+    files["voices.json"] = VOICES  # the mp3 reader's facts: fetched after the first answer, not before
     models = catalog(models_dir)
     for entry in models:
         for p in sorted((Path(models_dir) / entry["name"]).iterdir()):
@@ -122,7 +137,7 @@ def site_files(models_dir: Path = MODELS_DIR) -> dict[str, Path | bytes]:
 def page_html(models: list[dict], models_dir: Path = MODELS_DIR) -> str:
     """index.html as served, in one response with what the first answer needs before any script runs.
 
-    The stylesheet is inlined and the model list embedded: each would be a request, and a new
+    The stylesheet is inlined and the model list and the page's words embedded: each would be a request, and a new
     browser's first requests wait in its network queue (about 25 ms on this machine) before the page
     can lay out. The first model's files are preloaded, so they download while the script loads.
     """
@@ -132,8 +147,10 @@ def page_html(models: list[dict], models_dir: Path = MODELS_DIR) -> str:
     listing = json.dumps({"models": models}).replace("</", "<\\/")  # cannot end the <script> element
     folder = Path(models_dir) / models[0]["name"]
     first = [escape(f"models/{folder.name}/{p.name}") for p in sorted(folder.iterdir())]
+    words = json.dumps(strings(), ensure_ascii=False).replace("</", "<\\/")
     head = "\n".join(
-        [f'  <script type="application/json" id="models">{listing}</script>']
+        [f'  <script type="application/json" id="models">{listing}</script>',
+         f'  <script type="application/json" id="strings">{words}</script>']
         + [f'  <link rel="preload" href="{href}" as="fetch" crossorigin>' for href in first]
     )
     html = html.replace("        <!-- examples -->", examples_html(models))
