@@ -116,6 +116,8 @@ class CaptchaConfig:
             problems.append(f"length range {self.length} must be non-empty, within 1..64")
         if not self.allowed_symbols or set(self.allowed_symbols) - set(self.alphabet):
             problems.append("allowed_symbols must be a non-empty subset of alphabet")
+        elif len(set(self.allowed_symbols)) == 1 and self.length[0] >= 2 and BIGRAMS.search(self.allowed_symbols * 2):
+            problems.append("every keystring of these symbols holds a confusable bigram (mm, ww): PHP redraws forever")
         if self.width < 20 or self.height < 31:
             problems.append(f"size {self.width}x{self.height} is too small (KCAPTCHA needs height >= 31)")
         for label, color in (("foreground", self.foreground), ("background", self.background)):
