@@ -1,8 +1,9 @@
 """KCAPTCHA drawn exactly as the PHP program draws it, from the same seed.
 
-The algorithm (from gnuboard5's ``kcaptcha.lib.php``, KCAPTCHA 1.2.6, and
-KCAPTCHA 2.x ``kcaptcha.php``) in our own code: NumPy for the random draws, and
-small numba-compiled loops for the pixel work (glyph copy, noise dots, wave):
+The algorithm (from gnuboard5's ``kcaptcha.lib.php``, KCAPTCHA 1.2.6 as distributed
+and as gnuboard modified it, and KCAPTCHA 2.x ``kcaptcha.php``; :data:`ENGINES` lists
+what differs) in our own code: NumPy for the random draws, and small numba-compiled
+loops for the pixel work (glyph copy, noise dots, wave):
 
 1. a keystring of symbols drawn with ``mt_rand``, redrawn while it holds one of
    a few confusable bigrams;
@@ -15,7 +16,8 @@ small numba-compiled loops for the pixel work (glyph copy, noise dots, wave):
 5. optionally the ``www.captcha.ru`` credits strip, then JPEG or PNG.
 
 Every float expression keeps PHP's operation order so that rounding, and
-therefore every pixel, comes out the same.
+therefore every pixel, comes out the same. ``benchmarks/fidelity.py`` checks this
+against the PHP code on hundreds of configurations from :func:`random_config`'s space.
 """
 
 from __future__ import annotations
@@ -66,7 +68,8 @@ class Engine:
 
 ENGINES: dict[str, Engine] = {
     # gnuboard5 5.1+ plugin/kcaptcha/kcaptcha.lib.php: KCAPTCHA 1.2.6 given 2.x's layout, packing and
-    # noise, no fit retry, the 1.2 wave and explicit (int) casts.
+    # noise, no fit retry, the 1.2 wave and explicit (int) casts. The casts came in 2022; before, the
+    # float $sx + 1 was truncated, which differs only where $sx + 1 rounds up to the next integer.
     "1.2": Engine(False, True, (3, 10, 200, 170), 110, True, True, True),
     # KCAPTCHA 2.0 / 2.1 as distributed (and as kcaptcha-generator runs it).
     "2.x": Engine(True, True, (3, 10, 200, 170), 100, False, True, False),
