@@ -13,23 +13,30 @@ CaptchaConfig fields, as ``dataclasses.asdict`` writes them), ``seed`` and ``cou
 
 How the committed figures were made (the harness lives in an ignored ``/harness/`` folder and
 is never committed, because it assembles third-party code). Three PHP sources, fetched with
-git: gnuboard5's ``plugin/kcaptcha/kcaptcha.lib.php`` at commit fa792efac (2025, engine
-``1.2``) and at f2d63ee9b (2013, KCAPTCHA 1.2.6 as distributed: engine ``1.2-original``),
-and ryanking13/kcaptcha-generator's ``kcaptcha/kcaptcha.php`` at bbb4883 (KCAPTCHA 2.1,
-engine ``2.x``). Changes that leave the pixels alone, as for the shared sample: ``$s{$i}``
-read as ``$s[$i]`` (PHP 8), the font list sorted after the directory scan, the image bytes
-caught with output buffering, JPEG or PNG chosen per case, kcaptcha-generator's bounding-box
-bookkeeping dropped (it only writes a header); for the ``constructor`` keystring the
-distributed keystring loop (commented out in both copies) put back inside the fit loop.
-Each case gets its own ``kcaptcha_config.php`` written from the CaptchaConfig: constants,
-``mt_rand(a, b)`` where a range is random (length in the constructor cases, colour
-channels), and for gnuboard's engine ``$length = strlen($this->keystring)``. A PHP driver
-calls ``mt_srand(seed + i)``, draws the keystring as gnuboard's ``kcaptcha_session.php``
-does (driver cases: length first when it is a range), then runs the code. The cases are the
-three presets, a few named historical ones (gnuboard5 5.0 at 120x60 with the 22 older
-atlases and no noise; gnuboard5 late 2015 with the older atlases; hex; wave off; KCAPTCHA
-1.2.x's own default; JPEG quality 75 and 100) and draws of ``random_config``. PHP 8.2.36
-with GD 2.3.3 (Debian 12 php8.2-cli, php8.2-gd), seeds from 1,000,000 up.
+git: gnuboard5's ``plugin/kcaptcha/kcaptcha.lib.php`` at commit fa792efac (2025; the same
+file as at the gnuboard5 preset's pinned commit 0b6f081f: engine ``1.2``) and at f2d63ee9b
+(2013, KCAPTCHA 1.2.6 as distributed: engine ``1.2-original``), and ryanking13/
+kcaptcha-generator's ``kcaptcha/kcaptcha.php`` at bbb4883 (KCAPTCHA 2.1: engine ``2.x``).
+Changes that leave the pixels alone, as for the shared sample: ``$s{$i}`` read as ``$s[$i]``
+(PHP 8), deprecation notices silenced, the font list sorted after the directory scan, the
+image bytes caught with output buffering, JPEG or PNG chosen per case, kcaptcha-generator's
+bounding-box bookkeeping dropped (it only writes a header); for the ``constructor``
+keystring, the distributed keystring loop (commented out in both copies) put back inside
+the fit loop. Each case gets its own ``kcaptcha_config.php`` written from the CaptchaConfig:
+constants, ``mt_rand(a, b)`` where a range is random (length in the constructor cases,
+colour channels), and for gnuboard's engine ``$length = strlen($this->keystring)``. A PHP
+driver calls ``mt_srand(seed + i)``, draws the keystring as gnuboard's
+``kcaptcha_session.php`` does (driver cases; the length first when it is a range), then
+runs the code. The 726 cases come in two batches (case names ``1-...`` and ``2-...``). Each
+batch has the three presets and ten named ones (gnuboard5 5.0 at 120x60 with the 22 older
+atlases and no noise, as JPEG and PNG; gnuboard5 late 2015, the new code with the older
+atlases, JPEG and PNG; hex symbols; wave off; KCAPTCHA 1.2.x's own default; kcaptcha-default
+as PNG and at JPEG quality 75 and 100), then draws of ``random_config`` (250, then 200) and
+of a wider sweep (100, then 150) with every field uniform over the issue's ranges (any
+subset of the 36 symbols, atlas sets mixed, JPEG quality 30..100, text running off
+gnuboard's canvas), skipping only fixed keystrings that could never fit (PHP would loop
+forever). Three seeds each, from 21,000,000 (batch 1) and 31,000,000 (batch 2) up.
+PHP 8.2.36 with GD 2.3.3 (Debian 12 php8.2-cli, php8.2-gd).
 """
 
 from __future__ import annotations
@@ -45,10 +52,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from kcaptcha_solver.fonts import FONTS_1_2
+from kcaptcha_solver.fonts import DEFAULT_FONTS, FONTS_1_2
 from kcaptcha_solver.generator import Generator, config_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
+_NAMED_SETS = {DEFAULT_FONTS: "DEFAULT_FONTS", FONTS_1_2: "FONTS_1_2"}  # shorter than 22 names per case
 
 
 def _decode(data: bytes) -> np.ndarray:
@@ -83,9 +91,14 @@ def compare_case(case: Path, fonts: str | None) -> dict:
         "engine": config.engine,
         "keystring": config.keystring,
         "format": config.image_format,
-        "atlases": "1.2" if set(config.fonts) & set(FONTS_1_2) else "2.x",
+        "atlases": {0: "2.x", len(config.fonts): "1.2"}.get(len(set(config.fonts) & set(FONTS_1_2)), "mixed"),
         "images": len(files),
         "identical": len(files) - len(differences),
+        "seed": spec["seed"],
+        "config": {
+            **{k: v for k, v in spec["config"].items() if k not in ("name", "alphabet", "credits")},
+            "fonts": _NAMED_SETS.get(config.fonts, config.fonts),
+        },
         "differences": differences,
     }
 
@@ -122,8 +135,11 @@ def main(argv: list[str] | None = None) -> int:
         "cases": [{k: v for k, v in r.items() if k != "differences"} for r in rows],
         "python": platform.python_version(),
     }
+    # One line per case: 363 configurations stay readable and diffable.
+    head = json.dumps({k: v for k, v in result.items() if k != "cases"}, indent=1)[:-2]
+    cases = ",\n  ".join(json.dumps(c, separators=(",", ":")) for c in result["cases"])
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    args.out.write_text(f'{head},\n "cases": [\n  {cases}\n ]\n}}\n')
     print(f"{result['identical']}/{result['images']} images identical, "
           f"{result['configs_identical']}/{result['configs']} configurations -> {args.out}")  # fmt: skip
     return 0 if result["identical"] == result["images"] else 1
