@@ -1,4 +1,4 @@
-"""Font atlases: pinned download (against a local server), building from a TrueType font, loading."""
+"""Font atlases: pinned download (against a local server or a fake fetch), building from a TrueType font, loading."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kcaptcha_solver import fonts
 from kcaptcha_solver.cli import main
 from kcaptcha_solver.errors import FontsError
-from kcaptcha_solver.fonts import DEFAULT_FONTS, FONT_SHA256, load_atlas
+from kcaptcha_solver.fonts import DEFAULT_FONTS, FONT_SETS, FONT_SHA256, FONTS_1_2, load_atlas
 from kcaptcha_solver.generator import ALPHABET, CaptchaConfig, Generator
 
 # CI needs a TrueType font: Debian/Ubuntu package fonts-dejavu-core.
@@ -46,30 +47,58 @@ def serve(tmp_path: Path) -> Iterator[callable]:
         server.server_close()
 
 
+def _shared_atlas(shared_dir: Path, name: str) -> Path:
+    """Where the shared sample keeps an atlas: the 2.x ones in fonts/, the 1.2.x ones in fonts-1.2/."""
+    return shared_dir / ("fonts-1.2" if name in FONTS_1_2 else "fonts") / name
+
+
 @pytest.fixture
-def font_copy(tmp_path: Path, fonts_dir: Path) -> Path:
-    """The shared atlases copied into this test's temp folder, to be served (and maybe spoiled)."""
+def font_copy(tmp_path: Path, shared_dir: Path) -> Path:
+    """All 25 shared atlases copied into one temp folder, to be served (and maybe spoiled)."""
     folder = tmp_path / "served"
     folder.mkdir()
-    for name in DEFAULT_FONTS:
-        shutil.copy(fonts_dir / name, folder / name)
+    for name in FONT_SHA256:
+        shutil.copy(_shared_atlas(shared_dir, name), folder / name)
     return folder
 
 
-def test_pinned_hashes_match_the_shared_atlases(fonts_dir: Path) -> None:
+def test_pinned_hashes_match_the_shared_atlases(shared_dir: Path) -> None:
+    assert len(FONT_SHA256) == 25 and len(FONTS_1_2) == 22 and set(DEFAULT_FONTS) < set(FONT_SHA256)
     for name, want in FONT_SHA256.items():
-        assert hashlib.sha256((fonts_dir / name).read_bytes()).hexdigest() == want
+        assert hashlib.sha256(_shared_atlas(shared_dir, name).read_bytes()).hexdigest() == want
 
 
 def test_download(serve, font_copy: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     dest = tmp_path / "fonts"
     assert main(["fonts", "download", "--dest", str(dest), "--base-url", serve(font_copy)]) == 0
-    assert sorted(p.name for p in dest.iterdir()) == sorted([*DEFAULT_FONTS, "NOTICE.txt"])
-    for name in DEFAULT_FONTS:
+    assert sorted(p.name for p in dest.iterdir()) == sorted([*FONT_SHA256, "NOTICE.txt"])
+    for name in FONT_SHA256:
         assert (dest / name).read_bytes() == (font_copy / name).read_bytes()
     assert "KCAPTCHA, Copyright by Kruglov Sergei, www.captcha.ru" in (dest / "NOTICE.txt").read_text()
     assert "Copyright by Kruglov Sergei" in capsys.readouterr().out
     Generator("gnuboard5", fonts_dir=str(dest)).draw(1)
+    Generator(CaptchaConfig(fonts=FONTS_1_2), fonts_dir=str(dest)).draw(1)
+
+
+def test_download_fetches_each_set_from_its_pinned_commit(
+    shared_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No network: a fake fetch answers the pinned URLs from the shared folders, and only those."""
+    monkeypatch.delenv("KCAPTCHA_FONTS_URL", raising=False)
+    pinned = {f"{s.url}/{name}": name for s in FONT_SETS for name in s.sha256}
+    asked = []
+
+    def fake_fetch(url: str, timeout: float) -> bytes:
+        asked.append(url)
+        return _shared_atlas(shared_dir, pinned[url]).read_bytes()
+
+    monkeypatch.setattr(fonts, "_fetch", fake_fetch)
+    dest = fonts.download_fonts(tmp_path / "f")
+    assert sorted(asked) == sorted(pinned)
+    assert {u.split("/")[5] for u in asked} == {  # owner/repo/commit: two commits, one per set
+        "0b6f081f765ac1af204d53c6a2b17a1b25a71502", "34c633ebb9848cb6a8afc9964b34703a2f59b2d6"
+    }  # fmt: skip
+    assert all(fonts.fonts_present(dest).values())
 
 
 def test_download_url_from_environment(
@@ -86,9 +115,10 @@ def _refused(argv: list[str], capsys: pytest.CaptureFixture[str], match: str) ->
     assert err.startswith("error: ") and "\n" not in err and match in err, err
 
 
-def test_corrupt_atlas_is_refused(serve, font_copy: Path, tmp_path: Path, capsys) -> None:
-    spoiled = font_copy / DEFAULT_FONTS[2]
-    spoiled.write_bytes(spoiled.read_bytes()[:-1] + b"\0")  # the last of the three: others were fine
+@pytest.mark.parametrize("name", [DEFAULT_FONTS[2], FONTS_1_2[-1]])
+def test_corrupt_atlas_is_refused(serve, font_copy: Path, tmp_path: Path, capsys, name: str) -> None:
+    spoiled = font_copy / name
+    spoiled.write_bytes(spoiled.read_bytes()[:-1] + b"\0")  # the last of a set: others were fine
     dest = tmp_path / "fonts"
     _refused(["fonts", "download", "--dest", str(dest), "--base-url", serve(font_copy)], capsys, "sha256")
     assert not dest.exists()
@@ -113,12 +143,13 @@ def test_unreachable_server_and_unwritable_dest(serve, font_copy: Path, tmp_path
     assert blocker.read_text() == "not a folder"
 
 
-def test_fonts_path(fonts_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["fonts", "path", "--fonts", str(fonts_dir)]) == 0
+def test_fonts_path(font_copy: Path, fonts_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fonts", "path", "--fonts", str(font_copy)]) == 0
     out = capsys.readouterr().out
-    assert str(fonts_dir) in out and "missing" not in out
-    assert main(["fonts", "path", "--fonts", str(tmp_path)]) == 1
-    assert "missing" in capsys.readouterr().out
+    assert str(font_copy) in out and "missing" not in out and "warnock.png: present" in out
+    assert main(["fonts", "path", "--fonts", str(fonts_dir)]) == 1  # the three 2.x atlases only
+    out = capsys.readouterr().out
+    assert "times_bold.png: present" in out and "antiqua.png: missing" in out
 
 
 def _find_ttf() -> str:
@@ -172,3 +203,11 @@ def test_load_atlas_errors(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((70, 100, 4), np.uint8), "RGBA").save(blank)
     with pytest.raises(FontsError, match="not a KCAPTCHA font atlas"):
         load_atlas(blank, ALPHABET)
+
+
+def test_load_a_1_2_atlas(shared_dir: Path) -> None:
+    """The 1.2.x atlases are 50 px high: 49 glyph rows, all 36 glyphs marked."""
+    atlas = load_atlas(shared_dir / "fonts-1.2" / "antiqua.png", ALPHABET)
+    assert atlas.height == 49 and len(atlas.glyphs) == 36
+    assert all(5 <= g.width <= 32 for g in atlas.glyphs.values())
+

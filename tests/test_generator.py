@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import pickle
+import random
 import threading
 from dataclasses import asdict
 from pathlib import Path
@@ -16,7 +18,17 @@ from PIL import Image
 
 from kcaptcha_solver.cli import main
 from kcaptcha_solver.errors import ConfigError
-from kcaptcha_solver.generator import PRESETS, CaptchaConfig, Generator, config_from_dict, get_preset
+from kcaptcha_solver.fonts import DEFAULT_FONTS, FONTS_1_2
+from kcaptcha_solver.generator import (
+    ALPHABET,
+    ENGINES,
+    PRESETS,
+    CaptchaConfig,
+    Generator,
+    config_from_dict,
+    get_preset,
+    random_config,
+)
 
 # (preset, shared folder, --format): gnuboard5 twice, as JPEG and as the PNG raster before JPEG.
 BIT_EXACT = [
@@ -169,3 +181,115 @@ def test_seed_out_of_range(gen: Generator) -> None:
         gen.draw(-1)
     with pytest.raises(ConfigError, match="seed"):
         gen.draw(1 << 32)
+
+
+# -- the space beyond the presets (issue 13) -------------------------------------------------
+
+
+def test_every_engine_is_known_and_validated() -> None:
+    assert set(ENGINES) == {"1.2", "2.x", "1.2-original"}
+    with pytest.raises(ConfigError, match="draws no noise"):
+        CaptchaConfig(engine="1.2-original")  # the default densities are gnuboard's 1/6 and 1/20
+    with pytest.raises(ConfigError, match="no wave switch"):
+        CaptchaConfig(engine="2.x", wave=False)
+    with pytest.raises(ConfigError, match="keystring must be 'driver'"):
+        CaptchaConfig(engine="1.2", keystring="constructor")
+    with pytest.raises(ConfigError, match="fluctuation_amplitude"):
+        CaptchaConfig(fluctuation_amplitude=-1)
+
+
+def test_text_that_never_fits_is_an_error_not_a_hang() -> None:
+    """PHP's fit loop would spin until the request times out; we stop and say why."""
+    cfg = CaptchaConfig(engine="2.x", length=(7, 7), width=60, allowed_symbols="08")
+    with pytest.raises(ConfigError, match="never fits in width 60"):
+        Generator(cfg).draw(1_000_000)
+    with pytest.raises(ConfigError, match="confusable"):  # every keystring holds "ww": redrawn forever
+        CaptchaConfig(allowed_symbols="w")
+
+
+@pytest.fixture(scope="module")
+def all_fonts(tmp_path_factory: pytest.TempPathFactory, shared_dir: Path) -> Path:
+    """The 25 atlases in one folder, as ``kcaptcha fonts download`` leaves them."""
+    folder = tmp_path_factory.mktemp("fonts")
+    for name in (*DEFAULT_FONTS, *FONTS_1_2):
+        (folder / name).symlink_to(shared_dir / ("fonts-1.2" if name in FONTS_1_2 else "fonts") / name)
+    return folder
+
+
+OLD = {"fonts": FONTS_1_2, "white_noise_density": 0.0, "black_noise_density": 0.0}
+# Configurations of the fidelity benchmark (benchmarks/fidelity.py) with the first seed of each
+# case there, and the sha256 of our raster for it. On 2026-11-29 each image was also drawn by the
+# PHP code (see the benchmark's docstring) and was identical, label and pixels (PNG). No PHP
+# image is committed, so these pin today's verified output: a change that moves one pixel fails.
+VERIFIED = [
+    # gnuboard5 5.0 (2013-2015): KCAPTCHA 1.2.6 as distributed, 120x60, no noise, the 22 old atlases.
+    (dict(name="gnuboard5-5.0", width=120, engine="1.2-original", **OLD), 21004000, "104649",
+     "8305ff31f3ae330c3497399fb731e576a58e3f4b95ddde38132500714bfbba8f"),
+    # KCAPTCHA 1.2.x's own default: letters, 5-6 of them, drawn inside the fit loop, credits.
+    (dict(name="kcaptcha-1.2-default", engine="1.2-original", keystring="constructor",
+          allowed_symbols="23456789abcdeghkmnpqsuvxyz", length=(5, 6), width=120, show_credits=True, **OLD),
+     21009000, "a2a5y", "c00e359dd2d8a58f7cea8c6806457f09dd90ab3fbd3b1759abf529c7d79cba00"),
+    # gnuboard5 late 2015: the new code (noise, packing) still with the old atlases.
+    (dict(name="gnuboard5-2015-11", fonts=FONTS_1_2), 21006000, "445522",
+     "0b35ca2bbe46993d50d44164b728b19f41990f4f17247c8db47416f1adddc424"),
+    # gnuboard5 with the hex symbols of its commented-out config line, and with its wave switch off.
+    (dict(name="gnuboard5-hex", allowed_symbols="0123456789abcdef"), 21007000, "fcf1dc",
+     "ce7f3aaf366f31febf48f80799a495312561e16ea9e833ced85c0ba60a0fd294"),
+    (dict(name="gnuboard5-nowave", wave=False), 21008000, "953987",
+     "4f69ebefed589ae4c4fcd10efb0c17a76be6bee48bad47bd15ddf6422f4603a7"),
+    # Draws of random_config / the benchmark's wider sweep: 2.x drawing its own 4-6 letters in random
+    # colours on a 41-px canvas; 1.2.x packing (no_spaces) with credits; gnuboard's code letting 5-7
+    # glyphs run off a 108-px canvas, wave off, two old atlases and one 2.x atlas mixed.
+    (dict(name="random-2.x", allowed_symbols="23456789abcdeghkmnpqsuvxyz", length=(4, 6), width=169, height=41,
+          fluctuation_amplitude=3, black_noise_density=0.0625, foreground=((0, 62),) * 3,
+          background=((180, 255),) * 3, engine="2.x", keystring="constructor"),
+     21049000, "9bhq6u", "a17a65d06027ff29993dc4d0d4e293bc500c0f17fa85236e9cde012bf1fe20d9"),
+    (dict(name="random-1.2-original", allowed_symbols="23456789abcdegikpqsvxyz", length=(4, 5), width=128,
+          height=86, fluctuation_amplitude=9, no_spaces=True, show_credits=True,
+          foreground=((78, 78), (69, 69), (89, 89)), background=((195, 195), (191, 191), (245, 245)),
+          engine="1.2-original", keystring="constructor", **OLD),
+     21074000, "scvg", "3bfed2cbf54c1b3bf6ef638621b314e21c852f944580d798ae75ff3a0255de6b"),
+    (dict(name="wild-1.2", allowed_symbols="023578abeghiovy", length=(5, 7), width=108, height=50,
+          fluctuation_amplitude=7, white_noise_density=0.25, no_spaces=True,
+          foreground=((26, 26), (49, 51), (74, 74)), background=((169, 255), (209, 209), (249, 249)),
+          wave=False, fonts=("cambria.png", "kozuka.png", "warnock.png")),
+     21317000, "yoboh", "ec30b55f4cd565201912e7e4ed7089e0ecc33ed61f17bc0ca6241e011503a17e"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("fields", "seed", "label", "digest"), VERIFIED, ids=[v[0]["name"] for v in VERIFIED])
+def test_verified_against_php(fields: dict, seed: int, label: str, digest: str, all_fonts: Path) -> None:
+    sample = Generator(CaptchaConfig(**fields), fonts_dir=str(all_fonts)).draw(seed)
+    assert sample.label == label
+    assert hashlib.sha256(sample.raster.tobytes()).hexdigest() == digest
+
+
+def test_random_config_covers_the_space() -> None:
+    rng = random.Random(13)
+    configs = [random_config(rng) for _ in range(600)]
+    assert [random_config(random.Random(13)) for _ in range(1)] == configs[:1], "same rng, same config"
+    assert {c.engine for c in configs} == set(ENGINES)
+    assert {c.keystring for c in configs} == {"driver", "constructor"}
+    assert {c.fonts for c in configs} == {DEFAULT_FONTS, FONTS_1_2}
+    assert {c.image_format for c in configs} == {"jpg", "png"}
+    assert {c.no_spaces for c in configs} == {c.show_credits for c in configs} == {c.wave for c in configs} == {
+        True, False
+    }  # fmt: skip
+    assert {c.allowed_symbols for c in configs} >= {"0123456789", "0123456789abcdef", ALPHABET}
+    assert min(c.width for c in configs) == 100 and max(c.width for c in configs) == 200
+    assert min(c.height for c in configs) == 40 and max(c.height for c in configs) == 100
+    assert {c.fluctuation_amplitude for c in configs} == set(range(13))
+    assert {n for c in configs for n in c.length} == set(range(2, 8))
+    assert any(c.length[0] < c.length[1] for c in configs) and any(c.white_noise_density == 0 for c in configs)
+    assert any(c.foreground[0][0] < c.foreground[0][1] for c in configs), "random colours"
+    assert max(c.jpeg_quality for c in configs) == 100
+
+
+def test_random_configs_draw(all_fonts: Path) -> None:
+    """Every draw's text fits where the engine insists on it (no ConfigError), in the right shape."""
+    rng = random.Random(7)
+    for k in range(40):
+        cfg = random_config(rng)
+        sample = Generator(cfg, fonts_dir=str(all_fonts)).draw(1_000_000 + k)
+        assert sample.raster.shape == (*cfg.image_size[::-1], 3)
+        assert cfg.length[0] <= len(sample.label) <= cfg.length[1] and set(sample.label) <= set(cfg.allowed_symbols)

@@ -80,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _add_fonts(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("fonts", help="download, locate or build KCAPTCHA font atlases")
     actions = p.add_subparsers(dest="action", metavar="ACTION", required=True)
-    d = actions.add_parser("download", help="fetch the three original atlases (pinned, sha256-checked)")
+    d = actions.add_parser("download", help="fetch the 25 original atlases, 2.x and 1.2.x (pinned, sha256-checked)")
     d.add_argument("--dest", help="folder to write (default: the user fonts folder)")
     d.add_argument("--base-url", help="where the atlases are served (default: $KCAPTCHA_FONTS_URL or GitHub)")
     d.set_defaults(run=_run_fonts_download)

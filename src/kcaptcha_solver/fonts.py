@@ -1,9 +1,10 @@
 """KCAPTCHA font atlases: finding, loading and checking them.
 
 An atlas is a PNG strip of glyphs. In row 0, non-transparent pixels mark each
-glyph's column span, in alphabet order; rows 1.. hold the glyphs. The three
-original atlases are third-party files: they never ship with this package and
-reach users through ``kcaptcha fonts download``.
+glyph's column span, in alphabet order; rows 1.. hold the glyphs. The
+original atlases (KCAPTCHA 2.x's three, 70 px high, and KCAPTCHA 1.2.x's 22, 50 px
+high) are third-party files: they never ship with this package and reach users
+through ``kcaptcha fonts download``, all into one folder (no two share a name).
 """
 
 from __future__ import annotations
@@ -26,22 +27,70 @@ from .errors import FontsError
 DEFAULT_FONTS = ("palatino_linotype_bold.png", "perpetua_bold.png", "times_bold.png")
 FONTS_ENV = "KCAPTCHA_FONTS"
 FONTS_URL_ENV = "KCAPTCHA_FONTS_URL"
-# gnuboard5 5.6.34: pinned, so the bytes (and the sha256 below) never move under us.
-FONTS_URL = (
-    "https://raw.githubusercontent.com/gnuboard/gnuboard5/"
-    "0b6f081f765ac1af204d53c6a2b17a1b25a71502/plugin/kcaptcha/fonts"
+_RAW = "https://raw.githubusercontent.com/gnuboard/gnuboard5"
+
+
+@dataclass(frozen=True)
+class FontSet:
+    """Atlases fetched together from one pinned folder, each checked against its sha256."""
+
+    name: str
+    url: str  # a commit-pinned folder, so the bytes never move under us
+    sha256: dict[str, str]
+
+
+FONT_SETS = (
+    # KCAPTCHA 2.x's three bold atlases, as gnuboard5 5.6.34 ships them.
+    FontSet(
+        "2.x",
+        f"{_RAW}/0b6f081f765ac1af204d53c6a2b17a1b25a71502/plugin/kcaptcha/fonts",
+        {
+            "palatino_linotype_bold.png": "38b6a1d4a4bd1d0c056205119c5e24176913ac0d898371f53a0339952a319365",
+            "perpetua_bold.png": "55dbbe97dae128dea47b5e8d640414b3d813119c854c688037a20a581ec8fdc4",
+            "times_bold.png": "d3d32ce1f418e3c3c3b1afe3b6acabadb36207bc12368f5e86420cf1a529ff8f",
+        },
+    ),
+    # KCAPTCHA 1.2.x's 22 atlases (50 px high), which gnuboard5 drew with until 2015-12-07:
+    # gnuboard5 5.1.6, the last commit before they were replaced.
+    FontSet(
+        "1.2",
+        f"{_RAW}/34c633ebb9848cb6a8afc9964b34703a2f59b2d6/plugin/kcaptcha/fonts",
+        {
+            "antiqua.png": "02be5168313484b532d0ff2ecd33e874331181536350823f691d6e17873b14ee",
+            "baskerville.png": "768dc2cfce02959ed2e37f1e2d5587eb5436551e5d836abb8818e4783d243684",
+            "batang.png": "bc8e9d92dfa9f584d37de69ff8fd538f5acbdc0e3dd0c88771aa5474a611f872",
+            "bookman.png": "a4503b57133a9259bc2eddcabda280249c7732574a47a085a1f7e46f2b47dfb6",
+            "calisto.png": "f6398cf07de8c406af10abdc12ef9ef8265977d82bcac97ce619cb8dde8cebc8",
+            "cambria.png": "363184ba7dc9693b1e91c68cb5271682c130aab698a3292e3a1ea4fe368de855",
+            "centaur.png": "4ce438d513224e212625c5b08027f7cb8234a06ac69164733f0a48c6e455df2a",
+            "century.png": "2a75d6e5badec81289a4698bd76e771d9c59a5ac83745d258f12878598132e53",
+            "chaparral.png": "68e7da599aec5a079193e15223fa3c66844c76ab6bd13409313d072365132d77",
+            "constantia.png": "8a025e03e1c9918c6e317cd2e9f1bdc1f6e73f15d315b3fb090cbac1fcfd6d8b",
+            "footlight.png": "3f785cdde1c80da75221c6efbd1b1bfa3417e420af2d4464bae92a51688d1aba",
+            "garamond.png": "0dc76492b713940cdc1df2ae422fabface3bad02082c57f3b3bb03f875fd2d3d",
+            "georgia.png": "30a32a964fb236a1bd1f77cbdb4d9b458137e3c7f8bd6aa29f13dfd5e15a5c34",
+            "goudy_old.png": "97a48b9bc9c5af0bf02cf3cfac8b32e18388ca77e91e5e03e179c7a5a778c19b",
+            "kozuka.png": "4b987250df557bc91e9ca44b6463abafca91a205a1161bfb141cd6a2399819f6",
+            "lucida.png": "8cce92b3a06e4485323bcdbc5cc0570ceae4863954549a739a1803a48d3f5da5",
+            "minion.png": "4a426d5382a465e869d1dc093ccc89a6e5dec42976f350bd76992e569dbd0ebc",
+            "palatino.png": "e794d270562cd41ee102279aa3c14d4c5af53b6c11c35eac7765b4d500e9b877",
+            "perpetua.png": "587809ac71ba6cb8130c8f9d795660786113f57ba84e94db852e060a525506cd",
+            "rockwell.png": "da87ccedc866c73638cebe114d0ccc88d72868543d98a63ae709b698a55af4a9",
+            "times.png": "742e24d37d5712f397605322e1eeaf48dcf2aa72884a75715638d1d0228d3b0c",
+            "warnock.png": "ba72414ed40063778583179a5c167ea82a8533c0c73f663b6398ec0fb7845ce1",
+        },
+    ),
 )
-FONT_SHA256 = {
-    "palatino_linotype_bold.png": "38b6a1d4a4bd1d0c056205119c5e24176913ac0d898371f53a0339952a319365",
-    "perpetua_bold.png": "55dbbe97dae128dea47b5e8d640414b3d813119c854c688037a20a581ec8fdc4",
-    "times_bold.png": "d3d32ce1f418e3c3c3b1afe3b6acabadb36207bc12368f5e86420cf1a529ff8f",
-}
+FONTS_1_2 = tuple(FONT_SETS[1].sha256)  # sorted, as PHP lists them after a sorted directory scan
+FONT_SHA256 = {name: digest for s in FONT_SETS for name, digest in s.sha256.items()}
 _MAX_DOWNLOAD = 4 << 20  # an atlas is ~15 KB; anything far larger is not one
 NOTICE = """KCAPTCHA, Copyright by Kruglov Sergei, www.captcha.ru
 
-These three font atlases are part of KCAPTCHA, fetched unchanged from gnuboard5
-(plugin/kcaptcha/fonts at commit 0b6f081f765ac1af204d53c6a2b17a1b25a71502) by
-kcaptcha-solver, which does not ship them. KCAPTCHA is free software; when it is
+These font atlases are part of KCAPTCHA, fetched unchanged from gnuboard5 by
+kcaptcha-solver, which does not ship them: the three bold ones from
+plugin/kcaptcha/fonts at commit 0b6f081f765ac1af204d53c6a2b17a1b25a71502, the 22
+older KCAPTCHA 1.2.x ones (antiqua ... warnock) from the same folder at commit
+34c633ebb9848cb6a8afc9964b34703a2f59b2d6. KCAPTCHA is free software; when it is
 used as part of other software its copyright notices must be kept intact, so this
 notice travels with the atlases and should be kept next to them.
 """
@@ -200,21 +249,25 @@ def _write_atomic(path: Path, data: bytes) -> None:
 def download_fonts(
     dest: str | os.PathLike[str] | None = None, base_url: str | None = None, timeout: float = 60.0
 ) -> Path:
-    """Fetch the three atlases (pinned commit, sha256-checked) into ``dest``; returns the folder.
+    """Fetch every atlas of :data:`FONT_SETS` (pinned, sha256-checked) into ``dest``; returns the folder.
 
-    Every file is fetched and checked before anything is written, so a failure
-    leaves the folder as it was (and removes it if this call created it).
+    ``base_url`` (or ``$KCAPTCHA_FONTS_URL``) replaces every set's pinned folder, so a
+    mirror serves all the files from one folder. Every file is fetched and checked
+    before anything is written, so a failure leaves the folder as it was (and removes
+    it if this call created it).
     """
     folder = Path(dest) if dest is not None else user_fonts_dir()
-    base = (base_url or os.environ.get(FONTS_URL_ENV) or FONTS_URL).rstrip("/")
+    mirror = base_url or os.environ.get(FONTS_URL_ENV)
     blobs = {}
-    for name, want in FONT_SHA256.items():
-        url = f"{base}/{name}"
-        data = _fetch(url, timeout)
-        got = hashlib.sha256(data).hexdigest()
-        if got != want:
-            raise FontsError(f"{url} has sha256 {got}, expected {want}; refusing it")
-        blobs[name] = data
+    for font_set in FONT_SETS:
+        base = (mirror or font_set.url).rstrip("/")
+        for name, want in font_set.sha256.items():
+            url = f"{base}/{name}"
+            data = _fetch(url, timeout)
+            got = hashlib.sha256(data).hexdigest()
+            if got != want:
+                raise FontsError(f"{url} has sha256 {got}, expected {want}; refusing it")
+            blobs[name] = data
     created = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -233,9 +286,9 @@ def download_fonts(
 
 
 def fonts_present(fonts_dir: str | os.PathLike[str] | None = None) -> dict[str, bool]:
-    """Which default atlases the resolved folder holds."""
+    """Which of the atlases ``kcaptcha fonts download`` fetches the resolved folder holds."""
     folder = resolve_fonts_dir(fonts_dir)
-    return {name: (folder / name).is_file() for name in DEFAULT_FONTS}
+    return {name: (folder / name).is_file() for name in FONT_SHA256}
 
 
 # -- build from a TrueType font ----------------------------------------------

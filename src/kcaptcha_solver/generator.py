@@ -1,8 +1,9 @@
 """KCAPTCHA drawn exactly as the PHP program draws it, from the same seed.
 
-The algorithm (from gnuboard5's ``kcaptcha.lib.php``, KCAPTCHA 1.2.6, and
-KCAPTCHA 2.x ``kcaptcha.php``) in our own code: NumPy for the random draws, and
-small numba-compiled loops for the pixel work (glyph copy, noise dots, wave):
+The algorithm (from gnuboard5's ``kcaptcha.lib.php``, KCAPTCHA 1.2.6 as distributed
+and as gnuboard modified it, and KCAPTCHA 2.x ``kcaptcha.php``; :data:`ENGINES` lists
+what differs) in our own code: NumPy for the random draws, and small numba-compiled
+loops for the pixel work (glyph copy, noise dots, wave):
 
 1. a keystring of symbols drawn with ``mt_rand``, redrawn while it holds one of
    a few confusable bigrams;
@@ -15,7 +16,8 @@ small numba-compiled loops for the pixel work (glyph copy, noise dots, wave):
 5. optionally the ``www.captcha.ru`` credits strip, then JPEG or PNG.
 
 Every float expression keeps PHP's operation order so that rounding, and
-therefore every pixel, comes out the same.
+therefore every pixel, comes out the same. ``benchmarks/fidelity.py`` checks this
+against the PHP code on hundreds of configurations from :func:`random_config`'s space.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import io
 import json
 import math
 import os
+import random
 import re
 import sys
 import tempfile
@@ -42,13 +45,39 @@ from PIL import Image
 
 from . import gdfont
 from .errors import ConfigError, FontsError, KcaptchaError
-from .fonts import DEFAULT_FONTS, TRANSPARENT, Atlas, load_fonts
+from .fonts import DEFAULT_FONTS, FONTS_1_2, TRANSPARENT, Atlas, load_fonts
 from .phprand import PhpRandom
 
 ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"
 BIGRAMS = re.compile("cp|cb|ck|c6|c9|rn|rm|mm|co|do|cl|db|qp|qb|dp|ww")
 Range = tuple[int, int]
 Color = tuple[Range, Range, Range]
+
+
+@dataclass(frozen=True)
+class Engine:
+    """What one KCAPTCHA code path does differently from the others (``CaptchaConfig.engine``)."""
+
+    fit_retry: bool  # redraw font and layout (and a constructor's keystring) until x < width - 10
+    alternate: bool  # 2.x layout: glyphs alternate up/down by the amplitude; 1.2.x: mt_rand(-A, A) + 2
+    pack: tuple[int, int, int, int]  # no_spaces: first glyph row, rows left out at the bottom, reach, threshold
+    wave_y_divisor: int  # vertical wave amplitude mt_rand(330, 450) / divisor
+    int_then_add: bool  # wave samples (int)$sx + 1 (gnuboard's casts) rather than (int)($sx + 1)
+    noise: bool  # white and black noise dots exist in this code
+    wave_switch: bool  # has gnuboard's $wave setting
+
+
+ENGINES: dict[str, Engine] = {
+    # gnuboard5 5.1+ plugin/kcaptcha/kcaptcha.lib.php: KCAPTCHA 1.2.6 given 2.x's layout, packing and
+    # noise, no fit retry, the 1.2 wave and explicit (int) casts. The casts came in 2022; before, the
+    # float $sx + 1 was truncated, which differs only where $sx + 1 rounds up to the next integer.
+    "1.2": Engine(False, True, (3, 10, 200, 170), 110, True, True, True),
+    # KCAPTCHA 2.0 / 2.1 as distributed (and as kcaptcha-generator runs it).
+    "2.x": Engine(True, True, (3, 10, 200, 170), 100, False, True, False),
+    # KCAPTCHA 1.2.6 as distributed, which gnuboard5 ran until 5.1 (2015-11-16): no noise, its own
+    # layout and packing, retries until the text fits.
+    "1.2-original": Engine(True, False, (7, 20, 12, 190), 110, False, False, True),
+}
 
 
 @dataclass(frozen=True)
@@ -73,13 +102,13 @@ class CaptchaConfig:
     credits: str = "www.captcha.ru"
     foreground: Color = ((0, 0), (0, 0), (0, 0))
     background: Color = ((255, 255), (255, 255), (255, 255))
-    wave: bool = True  # gnuboard's switch; 2.x always waves
-    # "1.2": gnuboard5's KCAPTCHA 1.2.6 (no fit retry, vertical wave amplitude /110);
-    # "2.x": KCAPTCHA 2.0/2.1 (redraws until the text fits, amplitude /100).
-    engine: Literal["1.2", "2.x"] = "1.2"
+    wave: bool = True  # the 1.2 codes' $wave switch (off: a fixed 1.5-px vertical wave); 2.x always waves
+    # "1.2": gnuboard5 5.1+'s modified KCAPTCHA 1.2.6; "2.x": KCAPTCHA 2.0/2.1;
+    # "1.2-original": KCAPTCHA 1.2.6 as distributed (gnuboard5 before 5.1). See ENGINES.
+    engine: Literal["1.2", "2.x", "1.2-original"] = "1.2"
     # "driver": the page draws the keystring before the image (gnuboard5's
     # kcaptcha_session.php, kcaptcha-generator's ?string=); "constructor": KCAPTCHA
-    # 2.x draws it itself, inside its fit loop.
+    # 2.x and 1.2.x as distributed draw it themselves, inside their fit loop.
     keystring: Literal["driver", "constructor"] = "driver"
     image_format: Literal["jpg", "png"] = "jpg"
     jpeg_quality: int = 90
@@ -91,13 +120,24 @@ class CaptchaConfig:
             problems.append(f"length range {self.length} must be non-empty, within 1..64")
         if not self.allowed_symbols or set(self.allowed_symbols) - set(self.alphabet):
             problems.append("allowed_symbols must be a non-empty subset of alphabet")
+        elif len(set(self.allowed_symbols)) == 1 and self.length[0] >= 2 and BIGRAMS.search(self.allowed_symbols * 2):
+            problems.append("every keystring of these symbols holds a confusable bigram (mm, ww): PHP redraws forever")
         if self.width < 20 or self.height < 31:
             problems.append(f"size {self.width}x{self.height} is too small (KCAPTCHA needs height >= 31)")
         for label, color in (("foreground", self.foreground), ("background", self.background)):
             if len(color) != 3 or any(not 0 <= lo <= hi <= 255 for lo, hi in color):
                 problems.append(f"{label} must be three (low, high) ranges within 0..255")
-        if self.engine not in ("1.2", "2.x") or self.keystring not in ("driver", "constructor"):
-            problems.append("engine must be '1.2' or '2.x' and keystring 'driver' or 'constructor'")
+        engine = ENGINES.get(self.engine)
+        if engine is None or self.keystring not in ("driver", "constructor"):
+            problems.append(f"engine must be one of {', '.join(ENGINES)} and keystring 'driver' or 'constructor'")
+        elif not engine.noise and (self.white_noise_density or self.black_noise_density):
+            problems.append(f"engine {self.engine} draws no noise: set both noise densities to 0")
+        elif not engine.fit_retry and self.keystring == "constructor":
+            problems.append(f"engine {self.engine} never draws its own keystring: keystring must be 'driver'")
+        elif not engine.wave_switch and not self.wave:
+            problems.append(f"engine {self.engine} has no wave switch: wave must stay true")
+        if not 0 <= self.fluctuation_amplitude <= 100:
+            problems.append("fluctuation_amplitude must be within 0..100")
         if self.image_format not in ("jpg", "png") or not 1 <= self.jpeg_quality <= 100:
             problems.append("image_format must be jpg or png, jpeg_quality 1..100")
         if not self.fonts:
@@ -150,6 +190,102 @@ def get_preset(name: str) -> CaptchaConfig:
         raise ConfigError(f"unknown preset '{name}' (known: {', '.join(PRESETS)}).{hint}") from None
 
 
+# -- the whole configuration space, as one distribution ---------------------------
+
+SYMBOL_SETS = {
+    "digits": "0123456789",  # gnuboard5, most copies
+    "hex": "0123456789abcdef",  # gnuboard's commented-out alternative in kcaptcha_config.php
+    "kcaptcha-2.x": "23456789abcdegikpqsvxyz",  # the KCAPTCHA 2.x config as distributed
+    "kcaptcha-1.2": "23456789abcdeghkmnpqsuvxyz",  # the KCAPTCHA 1.2.x config as distributed
+    "all": ALPHABET,
+}
+# Text width bounds per atlas set, measured on the atlases: the narrowest atlas's widest glyph
+# (digits, any symbol) bounds a text that surely fits in that atlas; the mean glyph width a typical one.
+_WIDEST_IN_NARROWEST = {"2.x": (23, 40), "1.2": (16, 26)}
+_MEAN_GLYPH = {"2.x": 24, "1.2": 17}
+
+
+def random_config(rng: random.Random) -> CaptchaConfig:
+    """One configuration drawn from the space of KCAPTCHA deployments seen in public code.
+
+    The distribution a general reader trains on (issue 13); every draw is valid and
+    its text fits (see the width rule). Shares, each drawn independently unless said:
+
+    ========== ===========================================================================
+    engine     ``2.x`` 50 %, gnuboard's ``1.2`` 30 %, ``1.2-original`` 20 %
+    keystring  ``1.2``: driver; the others: driver or constructor, 1/2 each
+    fonts      KCAPTCHA 1.2.x's 22 atlases for ``1.2-original`` 80 %, ``1.2`` 25 %, ``2.x`` 20 %;
+               else the three bold 2.x atlases
+    symbols    digits 40 %, hex 15 %, the 2.x default set 15 %, the 1.2.x default set 10 %,
+               all 36 10 %, a random subset of 4..36 of the 36 10 %
+    length     fixed 2..7 (60 %) or ``mt_rand(a, b)``, 2 <= a < b <= 7 (40 %)
+    size       width 100..200, height 40..100; credits strip (+12 px) 25 %; width raised
+               where the text needs it (below), length lowered where 200 is not enough
+    fluct.     ``fluctuation_amplitude`` 0..12
+    noise      none for ``1.2-original``; else off 25 %, else white 1/4..1/10, black 1/15..1/40
+    no_spaces  1/2
+    colours    black on white 50 %; a fixed dark-on-light pair 20 %; ``mt_rand`` per channel
+               30 % (foreground 0..50-120, background 180-230..255)
+    format     JPEG 75 % (quality 50..100, 90 in half of them), PNG 25 %
+    wave       off 10 % on the 1.2 engines (2.x has no switch)
+    ========== ===========================================================================
+
+    Width rule: ``1 + length * w < width - 10``, with ``w`` the narrowest atlas's widest
+    glyph when the keystring is fixed before the fit loop (driver), or the mean glyph width
+    (x 0.8 with ``no_spaces``) when the code redraws the keystring itself. So a fit-retrying
+    engine always finds a layout, and gnuboard's (which never retries) rarely overflows.
+    """
+    engine = rng.choices(["2.x", "1.2", "1.2-original"], [50, 30, 20])[0]
+    keystring = "driver" if engine == "1.2" or rng.random() < 0.5 else "constructor"
+    old_fonts = rng.random() < {"2.x": 0.2, "1.2": 0.25, "1.2-original": 0.8}[engine]
+    family = rng.choices(list(SYMBOL_SETS) + ["subset"], [40, 15, 15, 10, 10, 10])[0]
+    if family == "subset":
+        symbols = "".join(sorted(rng.sample(ALPHABET, rng.randint(4, len(ALPHABET)))))
+    else:
+        symbols = SYMBOL_SETS[family]
+    no_spaces = rng.random() < 0.5
+    atlas_set = "1.2" if old_fonts else "2.x"
+    if keystring == "driver" and ENGINES[engine].fit_retry:
+        glyph = _WIDEST_IN_NARROWEST[atlas_set][0 if symbols.isdigit() else 1]
+    else:
+        glyph = _MEAN_GLYPH[atlas_set] * (0.8 if no_spaces else 1.0)
+    longest = min(7, int((200 - 12) / glyph))
+    high = rng.randint(2, longest)
+    low = high if high == 2 or rng.random() < 0.6 else rng.randint(2, high - 1)
+    width = rng.randint(max(100, math.ceil(12 + high * glyph)), 200)
+    noisy = ENGINES[engine].noise and rng.random() < 0.75
+    colours = rng.choices(["plain", "fixed", "random"], [50, 20, 30])[0]
+    if colours == "plain":
+        fg, bg = ((0, 0),) * 3, ((255, 255),) * 3
+    elif colours == "fixed":
+        fg = tuple((v, v) for v in (rng.randint(0, 100) for _ in range(3)))
+        bg = tuple((v, v) for v in (rng.randint(180, 255) for _ in range(3)))
+    else:
+        top, bottom = rng.randint(50, 120), rng.randint(180, 230)
+        fg, bg = ((0, top),) * 3, ((bottom, 255),) * 3
+    jpeg = rng.random() < 0.75
+    return CaptchaConfig(
+        name=f"random-{engine}",
+        allowed_symbols=symbols,
+        length=(low, high),
+        width=width,
+        height=rng.randint(40, 100),
+        fluctuation_amplitude=rng.randint(0, 12),
+        white_noise_density=1 / rng.randint(4, 10) if noisy else 0.0,
+        black_noise_density=1 / rng.randint(15, 40) if noisy else 0.0,
+        no_spaces=no_spaces,
+        show_credits=rng.random() < 0.25,
+        foreground=fg,
+        background=bg,
+        wave=not ENGINES[engine].wave_switch or rng.random() >= 0.1,
+        engine=engine,
+        keystring=keystring,
+        image_format="jpg" if jpeg else "png",
+        jpeg_quality=(90 if rng.random() < 0.5 else rng.randint(50, 100)) if jpeg else 90,
+        fonts=FONTS_1_2 if old_fonts else DEFAULT_FONTS,
+    )
+
+
 @dataclass
 class Sample:
     """One drawn captcha: the raster before encoding, its label, and where each glyph ended up."""
@@ -185,6 +321,9 @@ class Sample:
 def _php_round(value: float) -> int:
     """PHP's round(): halves away from zero."""
     return int(math.copysign(math.floor(abs(value) + 0.5), value))
+
+
+_MAX_FIT_TRIES = 1000  # layouts tried before a text that never fits is reported
 
 
 def _draw_range(rng: PhpRandom, bounds: Range) -> int:
@@ -253,17 +392,22 @@ class Generator:
         Returns the x where the text ends.
         """
         cfg = self.config
+        engine = ENGINES[cfg.engine]
         h = cfg.height
         canvas.fill(255)
         owner.fill(-1)
         amp = cfg.fluctuation_amplitude
         jitter = _php_round(amp / 3)
-        odd = rng.randint(0, 1) or -1
+        odd = (rng.randint(0, 1) or -1) if engine.alternate else 0
+        first_row, cut, reach, threshold = engine.pack
         x = 1
         placed: list[tuple[int, int, int, int]] = []  # (span start, width, dx, dy), not yet drawn
         for i, ch in enumerate(label):
             g = atlas.glyphs[ch]
-            y = ((i % 2) * amp - amp / 2) * odd + rng.randint(-jitter, jitter) + (h - atlas.height) / 2
+            if engine.alternate:
+                y = ((i % 2) * amp - amp / 2) * odd + rng.randint(-jitter, jitter) + (h - atlas.height) / 2
+            else:
+                y = rng.randint(-amp, amp) + (h - atlas.height) / 2 + 2
             if not cfg.no_spaces:
                 shift = 1
             elif i == 0:
@@ -272,7 +416,9 @@ class Generator:
                 # Packing looks at the text drawn so far: draw the pending glyph first.
                 _kernels().blend(canvas, owner, atlas.alpha, atlas.blue, np.array(placed), i - len(placed))
                 placed.clear()
-                shift = _kernels().pack(canvas, g.probe_col, g.probe_alpha, x, y, atlas.height - 10)
+                shift = _kernels().pack(
+                    canvas, g.probe_col, g.probe_alpha, x, y, first_row, atlas.height - cut, reach, threshold
+                )
                 if shift < 0:  # no contact: PHP leaves $shift at 10000 and draws a random gap
                     shift = rng.randint(4, 6)
             placed.append((g.start, g.width, x - shift, int(y)))
@@ -283,6 +429,8 @@ class Generator:
     def _noise(self, rng: PhpRandom, canvas: np.ndarray, x: int) -> None:
         """White then black dots; both loops draw from the same ranges, so one pattern call serves both."""
         cfg = self.config
+        if not ENGINES[cfg.engine].noise:
+            return
         h = cfg.height
         white = max(math.ceil(((h - 30) * x) * cfg.white_noise_density), 0)
         black = max(math.ceil(((h - 30) * x) * cfg.black_noise_density), 0)
@@ -293,17 +441,18 @@ class Generator:
     def _wave(self, rng: PhpRandom, canvas: np.ndarray, owner: np.ndarray, x_end: int, fg, bg, out, n: int):
         """The sine warp into ``out`` (H, W, 3); returns each glyph's box in it."""
         cfg = self.config
+        engine = ENGINES[cfg.engine]
         periods = np.array([rng.randint(750000, 1200000) / 10000000 for _ in range(4)])
         phases = np.array([rng.randint(0, 31415926) / 10000000 for _ in range(4)])
         amp_x = rng.randint(330, 420) / 110
-        amp_y = rng.randint(330, 450) / (110 if cfg.engine == "1.2" else 100)
-        if not (cfg.wave or cfg.engine == "2.x"):
+        amp_y = rng.randint(330, 450) / engine.wave_y_divisor
+        if not cfg.wave:
             # gnuboard's wave switch: no horizontal sine, a fixed 1.5 px vertical one. x + 0.0 == x
             # exactly, so a zero amplitude is the same arithmetic as PHP's shorter formula.
             amp_x, amp_y = 0.0, 1.5
         boxes = np.empty((n, 4), dtype=np.int64)
         _kernels().wave(
-            canvas, owner, periods, phases, amp_x, amp_y, x_end / 2, cfg.engine == "1.2",
+            canvas, owner, periods, phases, amp_x, amp_y, x_end / 2, engine.int_then_add,
             np.array(fg, dtype=np.int64), np.array(bg, dtype=np.int64), out, boxes,
         )  # fmt: skip
         return boxes
@@ -325,13 +474,20 @@ class Generator:
             length = _draw_range(rng, cfg.length)
         fg = [_draw_range(rng, r) for r in cfg.foreground]
         bg = [_draw_range(rng, r) for r in cfg.background]
-        while True:
+        fit_retry = ENGINES[cfg.engine].fit_retry
+        for _ in range(_MAX_FIT_TRIES):
             if cfg.keystring == "constructor":
                 label = self._keystring(rng, length)
             atlas = self.atlases[rng.randint(0, len(self.atlases) - 1)]
             x_end = self._place_text(rng, label, atlas, canvas, owner)
-            if cfg.engine == "1.2" or x_end < cfg.width - 10:
+            if not fit_retry or x_end < cfg.width - 10:
                 break
+        else:
+            # PHP would loop until the request times out; we say why instead.
+            raise ConfigError(
+                f"seed {seed}: the text never fits in width {cfg.width} after {_MAX_FIT_TRIES} layouts"
+                f" (KCAPTCHA {cfg.engine} redraws until it ends before x = width - 10); widen the image"
+            )
         self._noise(rng, canvas, x_end)
         width, height = cfg.image_size
         raster = np.empty((height, width, 3), dtype=np.uint8)
@@ -537,17 +693,18 @@ def _blend_kernel(canvas, owner, alpha, blue, placed, first):  # pragma: no cove
                     owner[y, x] = first + k
 
 
-def _pack_kernel(canvas, probe_col, probe_alpha, x, y, rows_end):  # pragma: no cover - compiled
+def _pack_kernel(canvas, probe_col, probe_alpha, x, y, rows_start, rows_end, reach, threshold):  # pragma: no cover
     """How far ``no_spaces`` pushes a glyph left to touch the text so far; -1 when it touches nothing.
 
-    KCAPTCHA 2.x: for each glyph row from 3, take the first inked column (from one
-    left of the span: ``probe_col``/``probe_alpha``), walk left on the canvas up to
-    200 px until canvas + glyph alpha < 170, and keep the smallest distance. Reads
-    off the canvas give 0 (GD's imagecolorat returns false there).
+    For each atlas row in ``rows_start..rows_end - 1`` (2.x: 3..h-11; 1.2.x: 7..h-21),
+    take the first inked column (from one left of the span: ``probe_col``/``probe_alpha``),
+    walk left on the canvas less than ``reach`` px (2.x: 200, 1.2.x: 12) until canvas +
+    glyph alpha < ``threshold`` (170 / 190), and keep the smallest distance. Reads off
+    the canvas give 0 (GD's imagecolorat returns false there).
     """
     h, w = canvas.shape
     shift = -1
-    for sy in range(3, rows_end):
+    for sy in range(rows_start, rows_end):
         col = probe_col[sy]
         if col < 0:
             continue
@@ -558,9 +715,9 @@ def _pack_kernel(canvas, probe_col, probe_alpha, x, y, rows_end):  # pragma: no 
         iy = int(py)  # PHP truncates the float row, towards zero
         row_ok = 0 <= iy < h
         px = min(left, w - 1)
-        while px > left - 200 and px >= 0:
+        while px > left - reach and px >= 0:
             color = canvas[iy, px] if row_ok else 0
-            if color + probe_alpha[sy] < 170:
+            if color + probe_alpha[sy] < threshold:
                 if shift < 0 or left - px < shift:
                     shift = left - px
                 break
@@ -577,7 +734,7 @@ def _dots_kernel(canvas, points, value):  # pragma: no cover - compiled
             canvas[y, x] = value
 
 
-def _wave_kernel(canvas, owner, periods, phases, amp_x, amp_y, center, engine12, fg, bg, out, boxes):
+def _wave_kernel(canvas, owner, periods, phases, amp_x, amp_y, center, int_then_add, fg, bg, out, boxes):
     """KCAPTCHA's wave loop (bilinear resample + recolour); fills ``out`` and the glyph ``boxes``.
 
     Each row first computes its source coordinates (branch-free, so the compiler
@@ -607,8 +764,8 @@ def _wave_kernel(canvas, owner, periods, phases, amp_x, amp_y, center, engine12,
             if not ((sx >= 0) & (sy >= 0) & (sx < w - 1) & (sy < h - 1)):  # one branch, not four
                 continue
             ix, iy = int(sx), int(sy)
-            # 1.2 reads (int)$sx + 1; 2.x passes the float $sx + 1, which PHP truncates.
-            ix1, iy1 = (ix + 1, iy + 1) if engine12 else (int(sx + 1), int(sy + 1))
+            # gnuboard's 1.2 reads (int)$sx + 1; the others pass the float $sx + 1, which PHP truncates.
+            ix1, iy1 = (ix + 1, iy + 1) if int_then_add else (int(sx + 1), int(sy + 1))
             c, cx, cy, cxy = canvas[iy, ix], canvas[iy, ix1], canvas[iy1, ix], canvas[iy1, ix1]
             if (c & cx & cy & cxy) == 255:  # all four white (values are 0..255)
                 continue
