@@ -37,7 +37,8 @@ import httpx
 import numpy as np
 import onnxruntime
 
-from kcaptcha_solver.solver import Solver, shipped_models
+from kcaptcha_solver.inputs import fit, to_rgb_array
+from kcaptcha_solver.solver import Solver, read, shipped_models, string_score
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("KCAPTCHA_SHARED", ROOT.parent / "shared" / "real-kcaptcha"))
@@ -88,6 +89,22 @@ def summary(ms: list[float], texts: list[str], paths: list[Path]) -> dict:
     }
 
 
+def score_ms(solver: Solver, data: list[bytes]) -> float:
+    """Mean ms per image of Result.score alone (string_score: the CTC forward algorithm for ctc models),
+    part of ``ms_mean``: on the model's own probabilities for these images, 20 rounds."""
+    info = solver.info
+    session = onnxruntime.InferenceSession(str(info.path), providers=["CPUExecutionProvider"])
+    batch = np.stack([fit(to_rgb_array(d), info.width, info.height) for d in data])
+    probs = session.run(["probs"], {"image": batch})[0]
+    none = len(info.classes)
+    labels = [[info.classes.index(ch) for ch in read(p, info).text] for p in probs]
+    start = time.perf_counter()
+    for _ in range(20):
+        for p, lab in zip(probs, labels, strict=True):
+            string_score(p, lab, info.decoder, none)
+    return round((time.perf_counter() - start) * 1000 / (20 * len(probs)), 4)
+
+
 def ours(preset: str, paths: list[Path]) -> dict:
     loads = []
     for _ in range(5):
@@ -105,7 +122,8 @@ def ours(preset: str, paths: list[Path]) -> dict:
         ms.append((time.perf_counter() - start) * 1000)
     cpu_ms = (time.process_time() - cpu) * 1000 / len(data)
     out = summary(ms, texts, paths) | {"cpu_ms_mean": round(cpu_ms, 3),
-                                       "load_ms": round(1000 * statistics.median(loads), 2)}
+                                       "load_ms": round(1000 * statistics.median(loads), 2),
+                                       "score_ms_mean": score_ms(solver, data)}
     for threads in (1, 2):
         batcher = Solver(preset, threads=threads)
         batcher.solve_many(data[:64])

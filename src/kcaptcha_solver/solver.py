@@ -126,8 +126,9 @@ class Result:
     the answer may be wrong although something was read: a named model was made to read an image
     that is not its size, or that ``"auto"`` would give to another model; None otherwise.
     ``score`` is the model's probability of the whole string (see :func:`string_score`), rounded to
-    4 places, and ``sure`` says it reaches the model's calibrated ``Reading.sure_min``: an unsure
-    answer is worth a second look, or a fresh captcha. Audio answers are exact: score 1.0, sure.
+    4 places, and ``sure`` says it reaches the model's calibrated ``Reading.sure_min`` on an image the
+    calibration covers (its model's size, no ``warning``): an unsure answer is worth a second look, or
+    a fresh captcha. Audio answers are exact: score 1.0, sure.
     """
 
     text: str
@@ -316,8 +317,13 @@ class Solver:
             probs = self._sessions[name].run(["probs"], {"image": batch})[0]
             for i, p in zip(idx, probs, strict=True):
                 pixels, box = pictures[i]
-                out[i] = replace(read(p, info), resized=pixels.shape[:2] != (info.height, info.width), box=box,
-                                 warning=self._misfit(info, pixels))
+                answer = read(p, info)
+                resized = pixels.shape[:2] != (info.height, info.width)
+                warning = self._misfit(info, pixels)
+                # The calibration saw only images of the model's own configuration and size: outside it a
+                # model can be wrong with a high score (seed-l2 reads gnuboard5's 6 digits as 2, at 0.99).
+                out[i] = replace(answer, resized=resized, box=box, warning=warning,
+                                 sure=answer.sure and not resized and warning is None)
         ms = round((time.perf_counter() - start) * 1000 / max(len(out), 1), 3)
         return [r if isinstance(r, InputError) else replace(r, ms=ms) for r in out]
 
