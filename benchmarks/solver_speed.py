@@ -8,6 +8,7 @@ the load average is recorded too, and ``cpu_ms_mean``: CPU time of the reading p
 (ddddocr's onnxruntime uses several threads, so its CPU time can exceed its wall time).
 
     python benchmarks/solver_speed.py [--count 500] [--other-count 200] [--out benchmarks/results/solver.json]
+    python benchmarks/solver_speed.py --score-only   # only the cost of Result.score, into the same file
 
 ddddocr is never a dependency of this project: install it for this benchmark only, in its own
 venv (``python -m venv /tmp/ddddocr-venv && /tmp/ddddocr-venv/bin/pip install ddddocr``), and
@@ -229,7 +230,17 @@ def main() -> None:
     ap.add_argument("--http-requests", type=int, default=2000)
     ap.add_argument("--http-clients", type=int, default=16)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "solver.json"))
+    ap.add_argument("--score-only", action="store_true",
+                    help="measure only score_ms_mean (Result.score's share) and update it in --out, nothing else")
     args = ap.parse_args()
+    if args.score_only:
+        results = json.loads(Path(args.out).read_text())
+        for preset in (p for p in PRESETS if p in shipped_models()):
+            data = [p.read_bytes() for p in files_of(preset, args.count)]
+            results["ours"][preset]["score_ms_mean"] = score_ms(Solver(preset), data)
+            print(f"{preset}: score {results['ours'][preset]['score_ms_mean']} ms per image")
+        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+        return
 
     load_before = os.getloadavg()
     results: dict = {"ours": {}, "ddddocr": {}, "tesseract": {}}

@@ -65,3 +65,20 @@ def test_reading_thresholds_travel_in_both_model_files(model):
     assert asdict(reading).items() <= tfjs_meta.items()
     calibration = json.loads((ROOT / "benchmarks" / "results" / "calibration.json").read_text())[model]
     assert reading.sure_min == calibration["sure_min"] and calibration["wrong_and_sure"] == 0
+
+
+def test_calibrate_measures_generated_images_only(tmp_path):
+    """tools/calibrate.py refuses the evaluation seeds, and its dry run measures without writing."""
+    import subprocess
+    import sys
+
+    tool = [sys.executable, str(ROOT / "tools" / "calibrate.py"), str(MODELS_DIR), "--only", "seed-l2", "--dry-run"]
+    refused = subprocess.run([*tool, "--seed", "69999990", "--count", "20"], capture_output=True, text=True)
+    assert refused.returncode == 1 and "touch the evaluation range" in refused.stderr
+    before = (MODELS_DIR / "seed-l2.onnx").read_bytes()
+    done = subprocess.run([*tool, "--count", "200", "--holdout", "100"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    row = json.loads(done.stdout)["seed-l2"]
+    assert (row["images"], row["seeds"], row["holdout"]["seeds"]) == (200, [95000000, 95000199], [96000000, 96000099])
+    assert row["wrong_and_sure"] == 0 and row["sure_min"] >= 0.5
+    assert (MODELS_DIR / "seed-l2.onnx").read_bytes() == before

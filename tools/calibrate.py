@@ -11,7 +11,8 @@ its checkpoints on), read them with the same Solver users get, and pick the thre
 
 so that no wrong answer of the validation set is sure. When n answers are sure and none is wrong, the
 error rate of sure answers is below 3/n at 95 % confidence (the rule of three): n >= 3,000 backs the
-99.9 % target. The threshold goes into NAME.onnx and tfjs/NAME/model.json (write_reading.py: the
+99.9 % target. A second, independent generated set (``--holdout`` images from ``--holdout-seed``)
+then measures the chosen threshold where it was not chosen: that is the figure to quote. The threshold goes into NAME.onnx and tfjs/NAME/model.json (write_reading.py: the
 weights are not touched), and the figures into benchmarks/results/calibration.json. The real PHP sample
 is never used here; ``kcaptcha evaluate`` checks the result on it.
 """
@@ -83,11 +84,16 @@ def main() -> None:
     ap.add_argument("models", type=Path, help="folder of NAME.onnx files (and tfjs/NAME/model.json)")
     ap.add_argument("--count", type=int, default=10_000, help="generated images per model")
     ap.add_argument("--seed", type=int, default=95_000_000, help="first seed (outside 70,000,000-89,999,999)")
+    ap.add_argument("--holdout", type=int, default=10_000, help="images per model to check the threshold on")
+    ap.add_argument("--holdout-seed", type=int, default=96_000_000, help="first seed of the check set")
     ap.add_argument("--only", nargs="*", help="model names to calibrate (default: every one in the folder)")
     ap.add_argument("--dry-run", action="store_true", help="measure and print; write nothing")
     args = ap.parse_args()
-    if args.seed < RESERVED.stop and args.seed + args.count > RESERVED.start:
-        raise SystemExit(f"seeds {args.seed}..{args.seed + args.count - 1} touch the evaluation range 70M-90M")
+    for first, n in ((args.seed, args.count), (args.holdout_seed, args.holdout)):
+        if first < RESERVED.stop and first + n > RESERVED.start:
+            raise SystemExit(f"seeds {first}..{first + n - 1} touch the evaluation range 70M-90M")
+    if args.seed < args.holdout_seed + args.holdout and args.holdout_seed < args.seed + args.count:
+        raise SystemExit("the calibration and check seeds overlap")
     done = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     for path in sorted(args.models.glob("*.onnx")):
         if args.only and path.stem not in args.only:
@@ -96,7 +102,12 @@ def main() -> None:
         score, right = scores(path, args.seed, args.count)
         sure_min = threshold(score, right)
         row = {"preset": read_model_info(path).preset, "seeds": [args.seed, args.seed + args.count - 1],
-               **figures(score, right, sure_min), "rule": RULE, "seconds": round(time.perf_counter() - start, 1)}
+               **figures(score, right, sure_min), "rule": RULE}
+        if args.holdout:
+            score, right = scores(path, args.holdout_seed, args.holdout)
+            row["holdout"] = {"seeds": [args.holdout_seed, args.holdout_seed + args.holdout - 1],
+                              **figures(score, right, sure_min)}
+        row["seconds"] = round(time.perf_counter() - start, 1)
         print(json.dumps({path.stem: row}))
         if args.dry_run:
             continue
