@@ -9,12 +9,13 @@ its checkpoints on), read them with the same Solver users get, and pick the thre
     sure_min = the smallest 4-place value above the highest score of a wrong answer,
                and never below 0.5 (below it another string could be likelier)
 
-so that no wrong answer of the validation set is sure. When n answers are sure and none is wrong, the
+so that no wrong answer of the calibration set is sure. When n answers are sure and none is wrong, the
 error rate of sure answers is below 3/n at 95 % confidence (the rule of three): n >= 3,000 backs the
-99.9 % target. A second, independent generated set (``--holdout`` images from ``--holdout-seed``)
-then measures the chosen threshold where it was not chosen: that is the figure to quote. The threshold goes into NAME.onnx and tfjs/NAME/model.json (write_reading.py: the
-weights are not touched), and the figures into benchmarks/results/calibration.json. The real PHP sample
-is never used here; ``kcaptcha evaluate`` checks the result on it.
+99.9 % target. A second, independent generated set (``--holdout`` images from ``--holdout-seed``) then
+measures the chosen threshold where it was not chosen: that is the figure to quote. The threshold goes
+into NAME.onnx and tfjs/NAME/model.json (write_reading.py: the weights are not touched), the figures into
+benchmarks/results/calibration.json. The real PHP sample is never used here; ``kcaptcha evaluate``
+checks the result on it (tests/test_models.py: no wrong answer sure).
 """
 
 from __future__ import annotations

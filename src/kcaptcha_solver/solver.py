@@ -428,7 +428,8 @@ def string_score(probs: np.ndarray, labels: list[int], decoder: str, none: int) 
     scores low). ctc: the sum over every alignment that collapses to the string (the CTC forward
     algorithm), not the best alignment's product: a doubled character needs a blank step between its
     two runs, so when the model drops one of ``ii`` the string with both keeps the probability the
-    best path ignored, and the read one scores low. web/reading.js computes the same.
+    best path ignored, and the read one scores low. web/reading.js computes the same probability step
+    by step (the same to the 4 places reported).
     """
     if decoder == "positions":  # float32 -> Python floats (exact), multiplied left to right
         return math.prod(probs[np.arange(len(probs)), labels + [none] * (len(probs) - len(labels))].tolist())
@@ -437,7 +438,7 @@ def string_score(probs: np.ndarray, labels: list[int], decoder: str, none: int) 
     # move[i, j] = 1 where state j may follow state i: stay, move on one, or skip the blank between two
     # different characters. alpha after the last step = alpha before the first @ the product over the
     # steps of move * that step's probabilities; multiplied as a balanced tree in ~log2(steps) batched
-    # products rather than one small product per step (10x faster at 40 steps).
+    # products rather than one small product per step: 0.1 ms instead of 0.25-0.38 ms at 40 steps.
     states = np.arange(len(ext))
     move = np.eye(len(ext)) + np.eye(len(ext), k=1)
     skips = states[3::2]
@@ -451,6 +452,7 @@ def string_score(probs: np.ndarray, labels: list[int], decoder: str, none: int) 
     # string far below any threshold. Ends in the last character's state or the blank after it; the
     # chain starts in the leading blank's state (row 0), which may move on at the first step.
     return float(chain[0, 0, -1] + (chain[0, 0, -2] if len(ext) > 1 else 0.0))
+
 
 def read(probs: np.ndarray, info: ModelInfo) -> Result:
     """probs [steps, K+1] (float32, the model's output) -> text, per-character confidence, alternatives,
