@@ -65,6 +65,7 @@ def threshold(score: np.ndarray, right: np.ndarray) -> float:
 
 
 def figures(score: np.ndarray, right: np.ndarray, sure_min: float) -> dict:
+    """What calibration.json records for one set of images read with ``sure_min``."""
     sure = score >= sure_min
     n_sure = int(sure.sum())
     return {
