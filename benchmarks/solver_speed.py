@@ -8,6 +8,7 @@ the load average is recorded too, and ``cpu_ms_mean``: CPU time of the reading p
 (ddddocr's onnxruntime uses several threads, so its CPU time can exceed its wall time).
 
     python benchmarks/solver_speed.py [--count 500] [--other-count 200] [--out benchmarks/results/solver.json]
+    python benchmarks/solver_speed.py --score-only   # only the cost of Result.score, into the same file
 
 ddddocr is never a dependency of this project: install it for this benchmark only, in its own
 venv (``python -m venv /tmp/ddddocr-venv && /tmp/ddddocr-venv/bin/pip install ddddocr``), and
@@ -37,7 +38,8 @@ import httpx
 import numpy as np
 import onnxruntime
 
-from kcaptcha_solver.solver import Solver, shipped_models
+from kcaptcha_solver.inputs import fit, to_rgb_array
+from kcaptcha_solver.solver import Solver, read, shipped_models, string_score
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("KCAPTCHA_SHARED", ROOT.parent / "shared" / "real-kcaptcha"))
@@ -88,6 +90,22 @@ def summary(ms: list[float], texts: list[str], paths: list[Path]) -> dict:
     }
 
 
+def score_ms(solver: Solver, data: list[bytes]) -> float:
+    """Mean ms per image of Result.score alone (string_score: the CTC forward algorithm for ctc models),
+    part of ``ms_mean``: on the model's own probabilities for these images, 20 rounds."""
+    info = solver.info
+    session = onnxruntime.InferenceSession(str(info.path), providers=["CPUExecutionProvider"])
+    batch = np.stack([fit(to_rgb_array(d), info.width, info.height) for d in data])
+    probs = session.run(["probs"], {"image": batch})[0]
+    none = len(info.classes)
+    labels = [[info.classes.index(ch) for ch in read(p, info).text] for p in probs]
+    start = time.perf_counter()
+    for _ in range(20):
+        for p, lab in zip(probs, labels, strict=True):
+            string_score(p, lab, info.decoder, none)
+    return round((time.perf_counter() - start) * 1000 / (20 * len(probs)), 4)
+
+
 def ours(preset: str, paths: list[Path]) -> dict:
     loads = []
     for _ in range(5):
@@ -105,7 +123,8 @@ def ours(preset: str, paths: list[Path]) -> dict:
         ms.append((time.perf_counter() - start) * 1000)
     cpu_ms = (time.process_time() - cpu) * 1000 / len(data)
     out = summary(ms, texts, paths) | {"cpu_ms_mean": round(cpu_ms, 3),
-                                       "load_ms": round(1000 * statistics.median(loads), 2)}
+                                       "load_ms": round(1000 * statistics.median(loads), 2),
+                                       "score_ms_mean": score_ms(solver, data)}
     for threads in (1, 2):
         batcher = Solver(preset, threads=threads)
         batcher.solve_many(data[:64])
@@ -211,7 +230,17 @@ def main() -> None:
     ap.add_argument("--http-requests", type=int, default=2000)
     ap.add_argument("--http-clients", type=int, default=16)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "solver.json"))
+    ap.add_argument("--score-only", action="store_true",
+                    help="measure only score_ms_mean (Result.score's share) and update it in --out, nothing else")
     args = ap.parse_args()
+    if args.score_only:
+        results = json.loads(Path(args.out).read_text())
+        for preset in (p for p in PRESETS if p in shipped_models()):
+            data = [p.read_bytes() for p in files_of(preset, args.count)]
+            results["ours"][preset]["score_ms_mean"] = score_ms(Solver(preset), data)
+            print(f"{preset}: score {results['ours'][preset]['score_ms_mean']} ms per image")
+        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+        return
 
     load_before = os.getloadavg()
     results: dict = {"ours": {}, "ddddocr": {}, "tesseract": {}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 from conftest import label, sample_files
 
 from kcaptcha_solver.cli import main
-from kcaptcha_solver.solver import MODELS_DIR
+from kcaptcha_solver.solver import MODELS_DIR, read_model_info
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +35,7 @@ def test_json_gives_the_full_result(gnuboard5_files: list[Path], capsys: pytest.
     assert row["file"] == str(gnuboard5_files[0]) and row["text"] == label(gnuboard5_files[0])
     assert row["model"] == "gnuboard5" and len(row["confidence"]) == 6 and row["resized"] is False
     assert {"alternatives", "ms"} <= set(row)
+    assert row["sure"] is True and row["score"] >= read_model_info(MODELS_DIR / "gnuboard5.onnx").reading.sure_min
 
 
 def test_dash_reads_stdin(
@@ -67,12 +69,15 @@ def test_a_forced_model_on_another_models_image_warns(shared_dir: Path, capsys: 
     own = sample_files(shared_dir / "gnuboard5")[0]
     assert main(["solve", "--model", "gnuboard5", str(default), str(own)]) == 0  # read, as asked, but not silently
     out, err = capsys.readouterr()
-    assert [line.split()[0] for line in out.splitlines()] == [str(default), str(own)]
+    unsure, sure = out.splitlines()
+    assert re.fullmatch(rf"{re.escape(str(default))} [0-9]{{6}}  unsure \(score [01]\.[0-9]{{4}}\)", unsure), unsure
+    assert sure == f"{own} {label(own)}"  # a sure answer is the bare line
     assert err == (f"warning: {default}: this 160x92 image looks like one for model 'kcaptcha-default', not "
                    "'gnuboard5': the answer is likely wrong (use model 'auto' or 'kcaptcha-default')\n")
     assert main(["solve", "--json", "--model", "gnuboard5", str(default), str(own)]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert "'kcaptcha-default'" in rows[0]["warning"] and rows[1]["warning"] is None
+    assert [r["sure"] for r in rows] == [False, True] and rows[0]["score"] < rows[1]["score"]
 
 
 def test_a_bad_mp3_is_an_error_line_and_the_rest_is_read(

@@ -34,6 +34,7 @@ def test_the_default_is_auto_and_reads_a_mixed_folder(
     report = json.loads(capsys.readouterr().out)
     assert (report["model"], report["count"], report["accuracy"]) == ("auto", 13, 1.0)
     assert report["models"] == COUNTS and report["skipped"] == [] and report["elsewhere"] == {}
+    assert report["sure_errors"] == 0 and report["sure_accuracy"] == 1.0 and report["share_sure"] >= 0.75
 
 
 def test_a_named_model_names_the_model_for_the_images_it_skips_or_misreads(
@@ -67,6 +68,8 @@ def test_the_error_gallery_is_written_only_where_asked(
     monkeypatch.chdir(work)
     assert main(["evaluate", str(folder), "--model", "seed-l2"]) == 0  # every image misread
     out = capsys.readouterr().out
+    assert "  sure answers             0.00 %  (0/4), none\n" in out  # a model forced on another's images
+    assert out.count(" unsure\n") == 4 and " SURE\n" not in out
     assert "  (--gallery PATH.png writes the misread images)\n" in out and "error gallery" not in out
     assert list(work.iterdir()) == []
     gallery = tmp_path / "out" / "errors.png"

@@ -6,10 +6,10 @@ import json
 from dataclasses import asdict
 
 import pytest
-from conftest import MIN_ACCURACY, MODELS, SHIPPED
+from conftest import MIN_ACCURACY, MODELS, ROOT, SHIPPED
 
 from kcaptcha_solver.cli import main
-from kcaptcha_solver.modelfile import Reading
+from kcaptcha_solver.modelfile import Reading, bare
 from kcaptcha_solver.solver import MODELS_DIR
 
 
@@ -20,7 +20,8 @@ def test_every_shipped_model_has_an_accuracy_target():
 @pytest.mark.parametrize("model", MODELS)
 def test_shipped_model_accuracy_on_real_php_images(model, shared_dir, capsys, tmp_path):
     """The one accuracy gate: `kcaptcha evaluate --model auto` on the real PHP images of each model's
-    preset, so every image is also routed to the right model, as a user's "auto" would."""
+    preset, so every image is also routed to the right model, as a user's "auto" would. It checks the
+    calibration too (issue 13): no wrong answer is marked sure, and most answers are sure."""
     preset = next(m.preset for m in SHIPPED if m.name == model)
     code = main(["evaluate", str(shared_dir / preset), "--model", "auto", "--json", "--min-accuracy",
                  str(MIN_ACCURACY[model]), "--gallery", str(tmp_path / "errors.png")])
@@ -30,6 +31,9 @@ def test_shipped_model_accuracy_on_real_php_images(model, shared_dir, capsys, tm
     assert report["models"] == {model: 500}
     assert 100 * report["accuracy"] >= MIN_ACCURACY[model]
     assert len(report["errors"]) == round(500 * (1 - report["accuracy"]))
+    assert report["sure_errors"] == 0, [e for e in report["errors"] if e["sure"]]
+    assert not any(e["sure"] for e in report["errors"])
+    assert report["share_sure"] >= 0.95 and report["sure_accuracy"] == 1.0
 
 
 def test_models_lists_small_models(capsys):
@@ -50,10 +54,31 @@ def test_models_table_mentions_every_model(capsys):
 
 @pytest.mark.parametrize("model", MODELS)
 def test_reading_thresholds_travel_in_both_model_files(model):
-    """What Python and the page read answers with is in the ONNX file and in model.json alike."""
+    """What Python and the page read answers with is in the ONNX file and in model.json alike, every field
+    written (none left to a default), and sure_min is the one tools/calibrate.py chose on generated images."""
     import onnx
 
     onnx_meta = {p.key: p.value for p in onnx.load(str(MODELS_DIR / f"{model}.onnx")).metadata_props}
     tfjs_meta = json.loads((MODELS_DIR / "tfjs" / model / "model.json").read_text())["userDefinedMetadata"]["kcaptcha"]
-    assert Reading().to_meta().items() <= onnx_meta.items()
-    assert asdict(Reading()).items() <= tfjs_meta.items()
+    reading = Reading.from_meta(bare(onnx_meta))
+    assert reading.to_meta().items() <= onnx_meta.items()  # every field present
+    assert asdict(reading).items() <= tfjs_meta.items()
+    calibration = json.loads((ROOT / "benchmarks" / "results" / "calibration.json").read_text())[model]
+    assert reading.sure_min == calibration["sure_min"] and calibration["wrong_and_sure"] == 0
+
+
+def test_calibrate_measures_generated_images_only(tmp_path):
+    """tools/calibrate.py refuses the evaluation seeds, and its dry run measures without writing."""
+    import subprocess
+    import sys
+
+    tool = [sys.executable, str(ROOT / "tools" / "calibrate.py"), str(MODELS_DIR), "--only", "seed-l2", "--dry-run"]
+    refused = subprocess.run([*tool, "--seed", "69999990", "--count", "20"], capture_output=True, text=True)
+    assert refused.returncode == 1 and "touch the evaluation range" in refused.stderr
+    before = (MODELS_DIR / "seed-l2.onnx").read_bytes()
+    done = subprocess.run([*tool, "--count", "200", "--holdout", "100"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    row = json.loads(done.stdout)["seed-l2"]
+    assert (row["images"], row["seeds"], row["holdout"]["seeds"]) == (200, [95000000, 95000199], [96000000, 96000099])
+    assert row["wrong_and_sure"] == 0 and row["sure_min"] >= 0.5
+    assert (MODELS_DIR / "seed-l2.onnx").read_bytes() == before

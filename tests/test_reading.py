@@ -26,9 +26,9 @@ import { coded, picture } from './tests/fixtures/picture.mjs';
 const spec = JSON.parse(fs.readFileSync(process.argv[1], 'utf8'));
 const out = { read: [], route: [], fit: [] };
 for (const c of spec.read) {
-  const { text, chars } = read(Float32Array.from(c.probs.flat()), c.probs.length, spec.models[c.model]);
+  const { text, chars, score, sure } = read(Float32Array.from(c.probs.flat()), c.probs.length, spec.models[c.model]);
   out.read.push({ text, confidence: chars.map((x) => x.prob),
-                  alternatives: chars.map((x) => x.alternatives.map((a) => [a.ch, a.prob])) });
+                  alternatives: chars.map((x) => x.alternatives.map((a) => [a.ch, a.prob])), score, sure });
 }
 for (const c of spec.route) {
   const { width, height } = c.image;
@@ -64,14 +64,15 @@ def coded(width: int, height: int) -> np.ndarray:
 
 
 def expected(case: dict) -> dict:
-    return {key: case[key] for key in ("text", "confidence", "alternatives")}
+    return {key: case[key] for key in ("text", "confidence", "alternatives", "score", "sure")}
 
 
 @pytest.mark.parametrize("case", SPEC["read"], ids=[c["about"] for c in SPEC["read"]])
 def test_python_reads_as_the_spec_says(case: dict) -> None:
     result = read(np.asarray(case["probs"], np.float32), info(case["model"]))
     got = {"text": result.text, "confidence": list(result.confidence),
-           "alternatives": [[list(a) for a in alts] for alts in result.alternatives]}
+           "alternatives": [[list(a) for a in alts] for alts in result.alternatives],
+           "score": result.score, "sure": result.sure}
     assert got == expected(case)
 
 
@@ -100,3 +101,21 @@ def test_the_page_reads_routes_and_resamples_as_the_spec_says() -> None:
     assert got["route"] == [case["model"] for case in SPEC["route"]]
     assert got["fit"] == [{"columns": case["columns"], "rows": case["rows"]} for case in SPEC["fit"]]
 
+
+
+def test_the_ctc_score_sums_every_alignment() -> None:
+    """string_score("ctc") against enumerating every path of a small model: the probability of each
+    string is the sum over the paths that collapse to it, and the strings' probabilities sum to 1."""
+    import itertools
+
+    from kcaptcha_solver.solver import string_score
+
+    rng = np.random.default_rng(13)
+    probs = rng.dirichlet(np.ones(3), size=5).astype(np.float32)  # 5 steps over "ab" + blank
+    totals: dict[tuple[int, ...], float] = {}
+    for path in itertools.product(range(3), repeat=5):
+        string = tuple(c for k, c in enumerate(path) if c != 2 and (k == 0 or c != path[k - 1]))
+        totals[string] = totals.get(string, 0.0) + float(np.prod(probs[range(5), path].astype(np.float64)))
+    for string, total in totals.items():
+        assert string_score(probs, list(string), "ctc", 2) == pytest.approx(total, rel=1e-12, abs=1e-15)
+    assert sum(totals.values()) == pytest.approx(1.0)

@@ -94,6 +94,7 @@ def test_gnuboards_mp3_raw_or_multipart(solver: Solver, shared_dir: Path, voice:
         body = r.json()
         assert (body["text"], body["model"], body["kind"], body["box"], body["warning"]) == (
             label(path), voice, "audio", None, None)
+        assert (body["score"], body["sure"]) == (1.0, True)
     r = client.post("/solve", content=path.read_bytes()[:-100], headers={"content-type": "audio/mpeg"})
     assert r.status_code == 400 and "a truncated download?" in r.json()["error"]
 
@@ -105,9 +106,10 @@ def test_a_forced_model_answers_with_a_warning_and_logs_it(
     with TestClient(create_app(Solver("gnuboard5"), SETTINGS)) as c:
         caplog.set_level("WARNING", "kcaptcha_solver.service")
         body = c.post("/solve", content=own.read_bytes(), headers={"content-type": "image/jpeg"}).json()
-        assert body["warning"] is None and not caplog.records
+        assert body["warning"] is None and body["sure"] is True and not caplog.records
         body = c.post("/solve", content=default.read_bytes(), headers={"content-type": "image/jpeg"}).json()
     assert body["model"] == "gnuboard5" and "looks like one for model 'kcaptcha-default'" in body["warning"]
+    assert body["sure"] is False and 0 <= body["score"] < 1
     [record] = [r for r in caplog.records if r.name == "kcaptcha_solver.service"]
     assert record.levelname == "WARNING" and body["warning"] in record.getMessage()
 

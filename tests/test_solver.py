@@ -20,7 +20,7 @@ from PIL import Image
 from kcaptcha_solver import AudioError, ImageError, InputError, ModelError, Solver, shipped_models
 from kcaptcha_solver.errors import UsageError
 from kcaptcha_solver.modelfile import Reading
-from kcaptcha_solver.solver import MODELS_DIR
+from kcaptcha_solver.solver import MODELS_DIR, read_model_info
 
 SIZES = {"gnuboard5": (160, 60), "seed-l2": (160, 60), "kcaptcha-default": (160, 92)}
 
@@ -146,6 +146,7 @@ def test_auto_resizes_other_sizes_to_the_closest_shape(files: dict[str, list[Pat
     path = files["seed-l2"][0]
     result = Solver("auto").solve(Image.open(path).resize((320, 120), Image.LANCZOS))
     assert (result.model, result.resized, result.text) == ("seed-l2", True, label(path))
+    assert not result.sure  # right, but the calibration saw only images of the model's own size
 
 
 def test_solve_many_equals_solve(gnuboard5: Solver, files: dict[str, list[Path]]) -> None:
@@ -174,7 +175,8 @@ def test_result_to_dict_is_json_ready(gnuboard5: Solver, files: dict[str, list[P
     import json
 
     d = gnuboard5.solve(files["gnuboard5"][0]).to_dict()
-    assert set(d) == {"text", "confidence", "alternatives", "model", "ms", "resized", "box", "kind", "warning"}
+    assert set(d) == {"text", "confidence", "alternatives", "model", "ms", "resized", "box", "kind", "warning",
+                      "score", "sure"}
     assert (d["box"], d["kind"], d["warning"]) == (None, "image", None)  # the whole input was read, as an image
     assert json.loads(json.dumps(d)) == d
 
@@ -289,6 +291,15 @@ def test_a_forced_model_on_its_own_image_resized_says_so(gnuboard5: Solver, file
     assert (r.text, r.resized) == (label(path), True)
     assert r.warning == "this image is 320x120, not the 160x60 model 'gnuboard5' reads: it was resized to fit"
     assert Solver("auto").solve(Image.open(path).resize((320, 120), Image.NEAREST)).warning is None
+    assert not r.sure and gnuboard5.solve(path).sure
+
+
+def test_a_forced_model_on_another_models_image_is_never_sure(files: dict[str, list[Path]]) -> None:
+    """seed-l2 reads gnuboard5's 6 digits as 2 with scores up to 1.0: outside what it was calibrated on,
+    the warning makes the answer unsure whatever its score."""
+    results = Solver("seed-l2").solve_many(files["gnuboard5"][:8])
+    assert all(r.warning and not r.sure for r in results)
+    assert max(r.score for r in results) > read_model_info(MODELS_DIR / "seed-l2.onnx").reading.sure_min
 
 
 def test_a_model_given_by_path_warns_like_its_name(files: dict[str, list[Path]]) -> None:
@@ -321,6 +332,7 @@ def test_an_mp3_as_bytes_path_or_file_object(mp3s: dict[str, list[Path]]) -> Non
             assert solver.solve(x).text == label(path), type(x).__name__
     d = solver.solve(data).to_dict()
     assert (d["text"], d["model"], d["kind"], d["box"], d["warning"]) == (label(path), "basic", "audio", None, None)
+    assert (d["score"], d["sure"]) == (1.0, True)  # read exactly
 
 
 def test_an_mp3_that_is_not_gnuboards_raises_audio_error(mp3s: dict[str, list[Path]]) -> None:

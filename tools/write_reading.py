@@ -3,8 +3,10 @@
     python tools/write_reading.py src/kcaptcha_solver/models
 
 For files exported before export.py wrote these keys: each NAME.onnx gets the ``kcaptcha.*`` entries and
-each tfjs/NAME/model.json its ``userDefinedMetadata.kcaptcha`` fields, with the values a fresh export
-writes, and no retraining. The graph and weights are left as they are: the tool refuses to write when a
+each tfjs/NAME/model.json its ``userDefinedMetadata.kcaptcha`` fields, and no retraining. A value the ONNX
+file already carries is kept (``sure_min`` is calibrated per model by tools/calibrate.py, which writes
+through this module); a missing one gets the value a fresh export writes, and model.json gets the same
+values as its ONNX file. The graph and weights are left as they are: the tool refuses to write when a
 file does not round-trip byte for byte without the new keys, and checks that onnxruntime gives the same
 probabilities, bit for bit, before and after.
 """
@@ -21,7 +23,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from kcaptcha_solver.modelfile import Reading
+from kcaptcha_solver.modelfile import Reading, bare
 
 
 def _probs(data: bytes, images: np.ndarray) -> np.ndarray:
@@ -76,11 +78,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", type=Path, help="folder of NAME.onnx files and tfjs/NAME/model.json")
     args = ap.parse_args()
-    reading = Reading()
     for path in sorted(args.models.glob("*.onnx")):
+        reading = Reading.from_meta(bare({p.key: p.value for p in onnx.load(str(path)).metadata_props}))
         print(f"{path}: {'updated' if update_onnx(path, reading) else 'already current'}")
-    for path in sorted(args.models.glob("tfjs/*/model.json")):
-        print(f"{path}: {'updated' if update_tfjs(path, reading) else 'already current'}")
+        tfjs = args.models / "tfjs" / path.stem / "model.json"
+        if tfjs.is_file():
+            print(f"{tfjs}: {'updated' if update_tfjs(tfjs, reading) else 'already current'}")
 
 
 if __name__ == "__main__":

@@ -258,7 +258,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         "evaluate",
         help="accuracy of a model on a folder of labelled captchas",
         description="Run a model (shipped name or .onnx path) through onnxruntime on every "
-        "<label>_<anything>.<ext> image of DIR; print full-string and per-character accuracy and confusions; "
+        "<label>_<anything>.<ext> image of DIR; print full-string and per-character accuracy, the share of sure "
+        "answers and the accuracy of the sure ones, and confusions; "
         "with --gallery, also a picture of the misread images.",
     )
     p.add_argument("dir", help="folder of images named <label>_<anything>.<ext>")
@@ -380,7 +381,9 @@ def _run_voices_remove(args: argparse.Namespace) -> int:
 def _add_solve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "solve", help="read captcha images and Gnuboard's mp3 captchas",
-        description="Print 'FILE TEXT' per image or mp3. A file that cannot be read gets an error line and a "
+        description="Print 'FILE TEXT' per image or mp3, followed by 'unsure (score S)' when the model's probability "
+        "of the whole answer is below its calibrated threshold (a second look, or a fresh captcha, is worth it). "
+        "A file that cannot be read gets an error line and a "
         "non-zero exit at the end; the other files are still solved. A named model forced on an image that is "
         "not its own answers with a warning line on stderr.",
     )
@@ -389,7 +392,8 @@ def _add_solve(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=AUTO,
                    help="'auto' (the shipped model for each image's size), a shipped model name, or a .onnx path; "
                    "a model that does not fit an image reads it with a warning; mp3 files are read by their voice")
-    p.add_argument("--json", action="store_true", help="one JSON object per line: file plus the full result")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per line: file plus the full result (score and sure included)")
     p.set_defaults(run=_run_solve)
 
 
@@ -413,6 +417,8 @@ def _run_solve(args: argparse.Namespace) -> int:
         if result.warning:
             print(f"warning: {name}: {result.warning}", file=sys.stderr)
         line = json.dumps({"file": name, **result.to_dict()}) if args.json else f"{name} {result.text}"
+        if not args.json and not result.sure:  # the text stays the second field; the mark follows it
+            line += f"  unsure (score {result.score:.4f})"
         print(line, flush=True)
     if failed:
         print(f"error: {failed} of {len(args.files)} files could not be read", file=sys.stderr)

@@ -6,7 +6,9 @@ the training checkpoint. ``"auto"`` (the default) reads every size and reports w
 read how many images; one named model reads only images of its own size, since a resized
 reading would mix two measures, and names the model ``"auto"`` would give the images that
 look like another model's (skipped or not). Unreadable, unlabelled or wrong-size files are
-counted and reported, never fatal, unless nothing usable is left.
+counted and reported, never fatal, unless nothing usable is left. Besides accuracy it counts the
+sure answers (:attr:`Result.sure`) and how many of them are right: a wrong answer marked sure is
+what the calibration (tools/calibrate.py) is there to prevent.
 """
 
 from __future__ import annotations
@@ -34,7 +36,9 @@ class Report:
     correct: int
     char_correct: int
     char_total: int
-    errors: list[dict] = field(default_factory=list)  # file, truth, prediction, confidence
+    sure: int = 0  # answers whose score reaches the model's sure_min (Result.sure)
+    sure_correct: int = 0  # ... and that are right: the figure the calibration promises (>= 99.9 %)
+    errors: list[dict] = field(default_factory=list)  # file, truth, prediction, model, confidence, score, sure
     skipped: list[dict] = field(default_factory=list)  # file, reason
     confusion: Counter = field(default_factory=Counter)  # (truth char, predicted char) -> count
     models: Counter = field(default_factory=Counter)  # model name -> images it read ("auto" routes each)
@@ -49,12 +53,24 @@ class Report:
     def char_accuracy(self) -> float:
         return self.char_correct / self.char_total
 
+    @property
+    def share_sure(self) -> float:
+        return self.sure / self.count
+
+    @property
+    def sure_accuracy(self) -> float | None:
+        """Accuracy of the sure answers; None when no answer was sure."""
+        return self.sure_correct / self.sure if self.sure else None
+
     def to_dict(self) -> dict:
         return {
             "model": self.model,
             "count": self.count,
             "accuracy": self.accuracy,
             "char_accuracy": self.char_accuracy,
+            "share_sure": self.share_sure,
+            "sure_accuracy": self.sure_accuracy,
+            "sure_errors": self.sure - self.sure_correct,  # wrong answers marked sure: should be none
             "errors": self.errors,
             "skipped": self.skipped,
             "confusion": [{"truth": t, "prediction": p, "count": n} for (t, p), n in self.confusion.most_common()],
@@ -141,11 +157,14 @@ def evaluate(model: str | os.PathLike[str], folder: str | os.PathLike[str], batc
             pairs = list(zip(label, res.text, strict=False))  # a misread may be shorter or longer
             report.char_correct += sum(t == p for t, p in pairs)
             report.confusion.update((t, p) for t, p in pairs if t != p)
+            report.sure += res.sure
             if res.text == label:
                 report.correct += 1
+                report.sure_correct += res.sure
             else:
                 err = {"file": path.name, "truth": label, "prediction": res.text, "model": res.model,
-                       "confidence": [round(float(c), 4) for c in res.confidence]}
+                       "confidence": [round(float(c), 4) for c in res.confidence], "score": res.score,
+                       "sure": res.sure}
                 report.errors.append(err)
                 gallery.append((pixels, err))
         bar.update(len(usable[i : i + batch]))
@@ -167,6 +186,9 @@ def format_report(report: Report, max_rows: int = 12) -> str:
         f"  full-string accuracy  {100 * report.accuracy:7.2f} %  ({report.correct}/{report.count})",
         f"  per-character         {100 * report.char_accuracy:7.3f} %  "
         f"({report.char_correct}/{report.char_total})",
+        f"  sure answers          {100 * report.share_sure:7.2f} %  ({report.sure}/{report.count}), "
+        + (f"{100 * report.sure_accuracy:.2f} % of them right ({report.sure_correct}/{report.sure})"
+           if report.sure else "none"),
     ]
     if report.skipped:
         reasons = Counter(s["reason"] for s in report.skipped)
@@ -178,7 +200,9 @@ def format_report(report: Report, max_rows: int = 12) -> str:
             f"{t}->{p}: {n}" for (t, p), n in report.confusion.most_common(max_rows)))
     for err in report.errors[:max_rows]:
         conf = " ".join(f"{c:.2f}" for c in err["confidence"])
-        lines.append(f"  wrong: {err['file']}  truth {err['truth']}  read {err['prediction']}  conf [{conf}]")
+        mark = "SURE" if err["sure"] else "unsure"
+        lines.append(f"  wrong: {err['file']}  truth {err['truth']}  read {err['prediction']}  conf [{conf}]  "
+                     f"score {err['score']:.4f} {mark}")
     if len(report.errors) > max_rows:
         lines.append(f"  ... and {len(report.errors) - max_rows} more errors")
     return "\n".join(lines)

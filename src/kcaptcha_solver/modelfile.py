@@ -32,6 +32,10 @@ class Reading:
     # "auto" among same-size models: KCAPTCHA glyphs advance ~18 px each (14-24 px across the three fonts),
     # so the ink width says the string length. Real 160x60 images: 2 digits span 24-54 px, 6 digits 99-143 px.
     char_width: float = 18.0
+    # An answer is sure when its score (the model's probability of the whole string, rounded to 4 places)
+    # is at least this. Calibrated per model on generated validation images (tools/calibrate.py); files
+    # that predate it read 0.99, a cautious guess.
+    sure_min: float = 0.99
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, object]) -> Reading:

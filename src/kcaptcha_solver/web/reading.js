@@ -9,12 +9,14 @@ export const round4 = (p) => Math.round(p * 1e4) / 1e4;
 const round6 = (x) => Math.round(x * 1e6) / 1e6;
 
 /**
- * probs (Float32Array, [steps, K+1]) -> { text, chars: [{ ch, prob, alternatives: [{ ch, prob }] }] }.
+ * probs (Float32Array, [steps, K+1]) -> { text, chars: [{ ch, prob, alternatives: [{ ch, prob }] }],
+ * score, sure }.
  * decoder "positions": step k is character k, up to the first "none". "ctc": runs of one symbol
  * collapse, "none" is the blank, and each character is read at the most confident step of its run.
  * A character below entry.low_confidence (after rounding) lists the other classes at least
  * entry.alternative_min likely (at most entry.alternatives_max, most likely first, ties by class);
- * ch "" is "none": the string may end there.
+ * ch "" is "none": the string may end there. score is stringScore() rounded to 4 places, and the answer
+ * is sure when it reaches entry.sure_min (the model's calibrated threshold).
  */
 export function read(probs, steps, entry) {
   const { classes, decoder } = entry;
@@ -54,7 +56,34 @@ export function read(probs, steps, entry) {
             .map((a) => ({ ch: a.c === none ? '' : classes[a.c], prob: round4(a.p) }));
     return { ch: classes[best[s]], prob, alternatives };
   });
-  return { text: chars.map((c) => c.ch).join(''), chars };
+  const labels = picked.map((s) => best[s]);
+  const score = round4(stringScore(rows, labels, decoder, none));
+  return { text: chars.map((c) => c.ch).join(''), chars, score, sure: score >= entry.sure_min };
+}
+
+/**
+ * The model's probability of the string `labels` (class indices), as solver.py's string_score():
+ * "positions" multiplies every step's probability for its class, the characters then "none" to the
+ * last step; "ctc" sums over every alignment that collapses to the string (the CTC forward
+ * algorithm), so a doubled character read once scores low. score >= entry.sure_min is a sure answer.
+ */
+export function stringScore(rows, labels, decoder, none) {
+  if (decoder !== 'ctc') {
+    let p = 1;
+    rows.forEach((row, s) => (p *= row[s < labels.length ? labels[s] : none]));
+    return p;
+  }
+  const ext = [none];
+  for (const c of labels) ext.push(c, none); // blank, l1, blank, l2, ..., blank
+  let alpha = ext.map((_, i) => (i === 0 ? 1 : 0)); // before the first step, in the leading blank's state
+  for (const row of rows) {
+    alpha = ext.map((c, i) => {
+      let a = alpha[i] + (i > 0 ? alpha[i - 1] : 0);
+      if (i > 2 && c !== none && c !== ext[i - 2]) a += alpha[i - 2]; // skip a blank between two others
+      return a * row[c];
+    });
+  }
+  return alpha[ext.length - 1] + (ext.length > 1 ? alpha[ext.length - 2] : 0);
 }
 
 /**

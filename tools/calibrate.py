@@ -1,0 +1,126 @@
+"""Calibrate each shipped model's ``sure_min`` on generated images and write it into its files.
+
+    nice python tools/calibrate.py src/kcaptcha_solver/models --count 10000
+
+For every NAME.onnx in the folder: draw ``--count`` images of its preset with our generator (seeds from
+``--seed``, never the evaluation range 70,000,000-89,999,999, nor the 90,000,000 range training picked
+its checkpoints on), read them with the same Solver users get, and pick the threshold by one rule:
+
+    sure_min = the smallest 4-place value above the highest score of a wrong answer,
+               and never below 0.5 (below it another string could be likelier)
+
+so that no wrong answer of the calibration set is sure. When n answers are sure and none is wrong, the
+error rate of sure answers is below 3/n at 95 % confidence (the rule of three): n >= 3,000 backs the
+99.9 % target. A second, independent generated set (``--holdout`` images from ``--holdout-seed``) then
+measures the chosen threshold where it was not chosen: that is the figure to quote. The threshold goes
+into NAME.onnx and tfjs/NAME/model.json (write_reading.py: the weights are not touched), the figures into
+benchmarks/results/calibration.json. The real PHP sample is never used here; ``kcaptcha evaluate``
+checks the result on it (tests/test_models.py: no wrong answer sure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+from write_reading import update_onnx, update_tfjs
+
+from kcaptcha_solver.generator import Generator
+from kcaptcha_solver.solver import Solver, read_model_info
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "calibration.json"
+RESERVED = range(70_000_000, 90_000_000)  # the evaluation seeds (DEVELOPERS.md)
+FLOOR = 0.5  # above half, no other string can be likelier: the least a sure answer must have
+RULE = ("sure_min = max(0.5, the highest score of a wrong answer + 0.0001): no wrong validation answer is sure "
+        "(scores are reported, and compared, rounded to 4 places)")
+STEP = 1e-4  # scores are reported, and compared with sure_min, rounded to 4 places
+
+
+def scores(model: Path, seed: int, count: int, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Score and correctness of each of ``count`` generated images of the model's preset."""
+    solver = Solver(model)
+    gen = Generator(solver.info.preset)
+    got, right = [], []
+    bar = tqdm(total=count, desc=solver.name, unit="img", leave=False)
+    for start in range(seed, seed + count, batch):
+        samples = [gen.draw(s, boxes=False) for s in range(start, min(start + batch, seed + count))]
+        for sample, result in zip(samples, solver.solve_many([s.pixels() for s in samples]), strict=True):
+            got.append(result.score)
+            right.append(result.text == sample.label)
+        bar.update(len(samples))
+    bar.close()
+    return np.asarray(got), np.asarray(right)
+
+
+def threshold(score: np.ndarray, right: np.ndarray) -> float:
+    """The rule in RULE."""
+    worst = float(score[~right].max()) if (~right).any() else 0.0
+    return round(max(FLOOR, worst + STEP), 4)
+
+
+def figures(score: np.ndarray, right: np.ndarray, sure_min: float) -> dict:
+    """What calibration.json records for one set of images read with ``sure_min``."""
+    sure = score >= sure_min
+    n_sure = int(sure.sum())
+    return {
+        "images": len(score),
+        "accuracy": round(100 * float(right.mean()), 3),
+        "sure_min": sure_min,
+        "share_sure": round(100 * n_sure / len(score), 3),
+        "accuracy_of_sure": round(100 * float(right[sure].mean()), 3) if n_sure else None,
+        "wrong_and_sure": int((sure & ~right).sum()),
+        "wrong_scores": sorted((round(float(s), 4) for s in score[~right]), reverse=True)[:20],
+        # rule of three: with n sure answers and none wrong, their error rate is below 3/n (95 % confidence)
+        "sure_error_below_95pct": round(100 * 3 / n_sure, 3) if n_sure and not (sure & ~right).any() else None,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("models", type=Path, help="folder of NAME.onnx files (and tfjs/NAME/model.json)")
+    ap.add_argument("--count", type=int, default=10_000, help="generated images per model")
+    ap.add_argument("--seed", type=int, default=95_000_000, help="first seed (outside 70,000,000-89,999,999)")
+    ap.add_argument("--holdout", type=int, default=10_000, help="images per model to check the threshold on")
+    ap.add_argument("--holdout-seed", type=int, default=96_000_000, help="first seed of the check set")
+    ap.add_argument("--only", nargs="*", help="model names to calibrate (default: every one in the folder)")
+    ap.add_argument("--dry-run", action="store_true", help="measure and print; write nothing")
+    args = ap.parse_args()
+    for first, n in ((args.seed, args.count), (args.holdout_seed, args.holdout)):
+        if first < RESERVED.stop and first + n > RESERVED.start:
+            raise SystemExit(f"seeds {first}..{first + n - 1} touch the evaluation range 70M-90M")
+    if args.seed < args.holdout_seed + args.holdout and args.holdout_seed < args.seed + args.count:
+        raise SystemExit("the calibration and check seeds overlap")
+    done = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    for path in sorted(args.models.glob("*.onnx")):
+        if args.only and path.stem not in args.only:
+            continue
+        start = time.perf_counter()
+        score, right = scores(path, args.seed, args.count)
+        sure_min = threshold(score, right)
+        row = {"preset": read_model_info(path).preset, "seeds": [args.seed, args.seed + args.count - 1],
+               **figures(score, right, sure_min), "rule": RULE}
+        if args.holdout:
+            score, right = scores(path, args.holdout_seed, args.holdout)
+            row["holdout"] = {"seeds": [args.holdout_seed, args.holdout_seed + args.holdout - 1],
+                              **figures(score, right, sure_min)}
+        row["seconds"] = round(time.perf_counter() - start, 1)
+        print(json.dumps({path.stem: row}))
+        if args.dry_run:
+            continue
+        reading = replace(read_model_info(path).reading, sure_min=sure_min)
+        update_onnx(path, reading)
+        tfjs = args.models / "tfjs" / path.stem / "model.json"
+        if tfjs.is_file():
+            update_tfjs(tfjs, reading)
+        done[path.stem] = row
+        RESULTS.write_text(json.dumps(done, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
