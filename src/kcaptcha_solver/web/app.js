@@ -23,7 +23,7 @@ const state = {
   lang: 'en',
   audio: null, // Promise of {reader: audio.js, facts: voices.json}, loaded after the first answer or with an mp3
   said: ['loading', {}], // the status line's key and values in strings.json, to say again in another language
-  shown: null, // the answer's {chars, entry, used: () => which model and why}, for its words in another language
+  shown: null, // the answer's {chars, entry, used: () => which model and why, verdict}, for its words in another language
   waiting: 0, // images given and not yet answered
 };
 
@@ -63,6 +63,7 @@ function fail(error) {
 function clearAnswer() {
   $('result').replaceChildren();
   delete $('result').dataset.text;
+  delete $('result').dataset.sure;
   state.shown = null;
   showDetails();
   $('copy').disabled = true;
@@ -132,13 +133,21 @@ function getModel(name) {
   return state.models.get(name);
 }
 
-/** The catalogue entry for a picture: the one selected, or in Auto what reading.js's route() picks. */
+/**
+ * The catalogue entry for a picture: the one selected, or in Auto what reading.js's route() picks; and
+ * `fits`, what route() picks with the selected model winning a tie (solver.py's _misfit()): when that
+ * is another model, the picture is not the selected one's to read, and its answer is never sure.
+ */
 function chooseModel(width, height, rgb) {
   const chosen = $('model-select').value;
-  if (chosen !== 'auto') return { entry: state.catalog.find((m) => m.name === chosen), why: () => t('chosen') };
+  if (chosen !== 'auto') {
+    const entry = state.catalog.find((m) => m.name === chosen);
+    const { entry: fits } = route([entry, ...state.catalog.filter((m) => m !== entry)], width, height, rgb);
+    return { entry, fits, why: () => t('chosen') };
+  }
   const { entry, ink } = route(state.catalog, width, height, rgb);
   const size = () => t('auto_size_used', { w: width, h: height });
-  return { entry, why: ink === null ? size : () => size() + t('ink_used', { ink: ink.toFixed(0) }) };
+  return { entry, fits: entry, why: ink === null ? size : () => size() + t('ink_used', { ink: ink.toFixed(0) }) };
 }
 
 // -- images -----------------------------------------------------------------------------------------
@@ -198,7 +207,7 @@ async function run(blob, name) {
   bitmap.close();
   await state.backend;
   setState('busy', 'reading', { name });
-  const { entry, why } = chooseModel(picture.width, picture.height, picture.rgb);
+  const { entry, fits, why } = chooseModel(picture.width, picture.height, picture.rgb);
   const { model, meta } = await getModel(entry.name);
   const resized = picture.width !== meta.width || picture.height !== meta.height;
   const rgb = resized ? fit(picture.rgb, picture.width, picture.height, meta.width, meta.height) : picture.rgb;
@@ -206,14 +215,22 @@ async function run(blob, name) {
   const t0 = performance.now();
   const { data, shape } = await predict(model, rgb, 1, meta.height, meta.width);
   const modelMs = performance.now() - t0;
-  const { chars } = read(data, shape[1], entry);
+  const { chars, score, sure } = read(data, shape[1], entry);
   markOnce('first-answer');
   const scaled = () => (resized ? t('scaled_used', { w: picture.width, h: picture.height }) : '');
   const used = () => `${meta.name} (${why()}${scaled()})`;
-  render(chars, entry, { blob, name, model: meta.name, used, modelMs, totalMs: performance.now() - started });
+  // As solver.py: the calibration saw only a model's own images at its own size, so an answer is sure
+  // only there; the first reason that applies is the one the page gives.
+  const unsure =
+    (fits !== entry && ['unsure_other', { model: fits.name }]) ||
+    (resized && ['unsure_resized', { w: meta.width, h: meta.height }]) ||
+    (!sure && ['unsure_low', { min: exact(entry.sure_min) }]) ||
+    null;
+  const verdict = { score, sure: unsure === null, unsure };
+  render(chars, entry, verdict, { blob, name, model: meta.name, used, modelMs, totalMs: performance.now() - started });
 }
 
-function render(chars, entry, info) {
+function render(chars, entry, verdict, info) {
   const text = chars.map((c) => c.ch).join('');
   const result = $('result');
   result.replaceChildren(
@@ -226,18 +243,27 @@ function render(chars, entry, info) {
     }),
   );
   result.dataset.text = text;
-  state.shown = { chars, entry, used: info.used };
+  result.dataset.sure = verdict.sure;
+  state.shown = { chars, entry, used: info.used, verdict };
   showDetails();
   $('copy').disabled = text.length === 0;
-  addHistory(info.name, text, info.model);
+  addHistory(info.name, text, info.model, verdict.sure);
   showPreview(info.blob);
   setState('done', text ? 'done' : 'done_empty', { text, model: info.modelMs.toFixed(1), total: info.totalMs.toFixed(0) });
-  answered(text, info);
+  answered(text, verdict, info);
 }
 
-/** The answer's words: each character's certainty, the unsure ones' alternatives, which model and why. */
+/** The answer's words: sure or not and why, each character's certainty, the unsure ones' alternatives, which model and why. */
 function showDetails() {
-  const { chars, entry, used } = state.shown || { chars: [], entry: null, used: () => '' };
+  const { chars, entry, used, verdict } = state.shown || { chars: [], entry: null, used: () => '', verdict: null };
+  const line = $('verdict');
+  line.textContent = !verdict
+    ? ''
+    : verdict.sure
+      ? t('answer_sure', { score: exact(verdict.score) })
+      : t('answer_unsure', { score: exact(verdict.score), why: t(...verdict.unsure) });
+  if (verdict) line.dataset.sure = verdict.sure;
+  else delete line.dataset.sure;
   [...$('result').children].forEach((span, i) => (span.title = chars[i] ? t('sure', { p: percent(chars[i].prob) }) : ''));
   $('alternatives').replaceChildren(
     ...chars
@@ -253,9 +279,10 @@ function showDetails() {
   $('model-used').textContent = used();
 }
 
-/** For scripts driving the page (tests, benchmarks/web_load.py): one event per answer. */
-function answered(text, info) {
-  document.dispatchEvent(new CustomEvent('kcaptcha-answer', { detail: { text, ...info } }));
+/** For scripts driving the page (tests, benchmarks/web_load.py): one event per answer, with its score and sure. */
+function answered(text, verdict, info) {
+  const { score, sure } = verdict;
+  document.dispatchEvent(new CustomEvent('kcaptcha-answer', { detail: { text, score, sure, ...info } }));
 }
 
 // -- spoken captchas (Gnuboard's mp3) ---------------------------------------------------------------
@@ -296,13 +323,15 @@ async function runAudio(blob, name) {
   const result = $('result');
   result.replaceChildren(...[...text].map((ch) => Object.assign(document.createElement('span'), { textContent: ch })));
   result.dataset.text = text;
-  state.shown = { chars: [], entry: null, used: () => t('voice_used', { voice }) };
+  const verdict = { score: 1, sure: true, unsure: null }; // the clips match exactly, as in solver.py
+  result.dataset.sure = true;
+  state.shown = { chars: [], entry: null, used: () => t('voice_used', { voice }), verdict };
   showDetails();
   $('copy').disabled = text.length === 0;
   $('preview').hidden = true;
-  addHistory(name, text, voice);
+  addHistory(name, text, voice, true);
   setState('done', 'done_audio', { text, voice, total: totalMs.toFixed(1) });
-  answered(text, { name, model: voice, totalMs });
+  answered(text, verdict, { name, model: voice, totalMs });
 }
 
 /** audio.js's message (English), or in another language the same finding from the error's fields: [key, vars]. */
@@ -315,15 +344,24 @@ function audioMessage(error, bytes, name, facts, reader) {
 }
 
 const percent = (p) => `${Math.round(p * 100)}%`;
+/** A score (4 places) as a percentage with every place it has: 0.9739 is 97.39%, never rounded across sure_min. */
+const exact = (p) => `${+(p * 100).toFixed(2)}%`;
 
-function addHistory(name, text, model) {
+function addHistory(name, text, model, sure) {
   const li = document.createElement('li');
   li.dataset.name = name;
   li.dataset.text = text;
   li.dataset.model = model;
+  li.dataset.sure = sure;
   const code = document.createElement('code');
   code.textContent = text || '∅';
   li.append(code, ` ${name} · ${model}`);
+  if (!sure) {
+    const mark = document.createElement('mark'); // in words, not colour alone; translate() rewords it
+    mark.dataset.i18n = 'unsure_mark';
+    mark.textContent = t('unsure_mark');
+    li.append(' ', mark);
+  }
   $('history').prepend(li);
   $('history-section').hidden = false;
 }
