@@ -63,7 +63,6 @@ function fail(error) {
 function clearAnswer() {
   $('result').replaceChildren();
   delete $('result').dataset.text;
-  delete $('result').dataset.sure;
   state.shown = null;
   showDetails();
   $('copy').disabled = true;
@@ -221,12 +220,11 @@ async function run(blob, name) {
   const used = () => `${meta.name} (${why()}${scaled()})`;
   // As solver.py: the calibration saw only a model's own images at its own size, so an answer is sure
   // only there; the first reason that applies is the one the page gives.
-  const unsure =
+  const doubt =
     (fits !== entry && ['unsure_other', { model: fits.name }]) ||
-    (resized && ['unsure_resized', { w: meta.width, h: meta.height }]) ||
-    (!sure && ['unsure_low', { min: exact(entry.sure_min) }]) ||
-    null;
-  const verdict = { score, sure: unsure === null, unsure };
+    (resized && ['unsure_resized']) ||
+    (!sure && ['unsure_low', { min: exact(entry.sure_min) }]);
+  const verdict = { score, sure: !doubt, doubt };
   render(chars, entry, verdict, { blob, name, model: meta.name, used, modelMs, totalMs: performance.now() - started });
 }
 
@@ -243,7 +241,6 @@ function render(chars, entry, verdict, info) {
     }),
   );
   result.dataset.text = text;
-  result.dataset.sure = verdict.sure;
   state.shown = { chars, entry, used: info.used, verdict };
   showDetails();
   $('copy').disabled = text.length === 0;
@@ -256,14 +253,9 @@ function render(chars, entry, verdict, info) {
 /** The answer's words: sure or not and why, each character's certainty, the unsure ones' alternatives, which model and why. */
 function showDetails() {
   const { chars, entry, used, verdict } = state.shown || { chars: [], entry: null, used: () => '', verdict: null };
-  const line = $('verdict');
-  line.textContent = !verdict
-    ? ''
-    : verdict.sure
-      ? t('answer_sure', { score: exact(verdict.score) })
-      : t('answer_unsure', { score: exact(verdict.score), why: t(...verdict.unsure) });
-  if (verdict) line.dataset.sure = verdict.sure;
-  else delete line.dataset.sure;
+  const { sure, score, doubt } = verdict || {};
+  $('verdict').textContent = verdict ? t(sure ? 'answer_sure' : 'answer_unsure', { score: exact(score), why: sure || t(...doubt) }) : '';
+  for (const el of [$('verdict'), $('result')]) el.dataset.sure = verdict ? sure : '';
   [...$('result').children].forEach((span, i) => (span.title = chars[i] ? t('sure', { p: percent(chars[i].prob) }) : ''));
   $('alternatives').replaceChildren(
     ...chars
@@ -323,8 +315,7 @@ async function runAudio(blob, name) {
   const result = $('result');
   result.replaceChildren(...[...text].map((ch) => Object.assign(document.createElement('span'), { textContent: ch })));
   result.dataset.text = text;
-  const verdict = { score: 1, sure: true, unsure: null }; // the clips match exactly, as in solver.py
-  result.dataset.sure = true;
+  const verdict = { score: 1, sure: true }; // the clips match exactly, as in solver.py
   state.shown = { chars: [], entry: null, used: () => t('voice_used', { voice }), verdict };
   showDetails();
   $('copy').disabled = text.length === 0;
@@ -358,8 +349,7 @@ function addHistory(name, text, model, sure) {
   li.append(code, ` ${name} · ${model}`);
   if (!sure) {
     const mark = document.createElement('mark'); // in words, not colour alone; translate() rewords it
-    mark.dataset.i18n = 'unsure_mark';
-    mark.textContent = t('unsure_mark');
+    mark.textContent = t((mark.dataset.i18n = 'unsure_mark'));
     li.append(' ', mark);
   }
   $('history').prepend(li);
