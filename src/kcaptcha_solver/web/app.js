@@ -254,7 +254,7 @@ function render(chars, entry, verdict, info) {
 function showDetails() {
   const { chars, entry, used, verdict } = state.shown || { chars: [], entry: null, used: () => '', verdict: null };
   const { sure, score, doubt } = verdict || {};
-  $('verdict').textContent = verdict ? t(sure ? 'answer_sure' : 'answer_unsure', { score: exact(score), why: sure || t(...doubt) }) : '';
+  $('verdict').textContent = verdict ? t(sure ? 'answer_sure' : 'answer_unsure', { score: exact(score), why: doubt && t(...doubt) }) : '';
   for (const el of [$('verdict'), $('result')]) el.dataset.sure = verdict ? sure : '';
   [...$('result').children].forEach((span, i) => (span.title = chars[i] ? t('sure', { p: percent(chars[i].prob) }) : ''));
   $('alternatives').replaceChildren(
