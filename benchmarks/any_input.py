@@ -1,0 +1,74 @@
+"""Which fixed input the general model (issue 13) should read: stretch or keep the aspect.
+
+Draws random_config samples (the training distribution) with their glyph boxes and, for each
+candidate transform to a fixed input, maps the glyph centres into model pixels and counts the
+strings a CTC head with 4-px steps could not separate (two neighbours closer than one step, or
+equal neighbours closer than two: benchmarks/ctc_spacing.py's rule). Also reports the horizontal
+scale the transform applies (how much detail a glyph keeps) and the share of the input that is
+picture rather than padding (computation spent on nothing).
+
+    python benchmarks/any_input.py [--count 5000]
+
+Writes benchmarks/results/any_input.json. Needs all 25 atlases in one folder (KCAPTCHA_FONTS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+
+from kcaptcha_solver.generator import Generator, random_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SEED = 6_000_000  # a training-range seed block the general model's runs do not use by default
+STEP = 4
+# name -> (input width, input height, keep aspect)
+CANDIDATES = {"stretch 192x64": (192, 64, False), "stretch 160x64": (160, 64, False),
+              "stretch 256x64": (256, 64, False), "aspect 192x64": (192, 64, True),
+              "aspect 320x64": (320, 64, True)}
+
+
+def scales(w: int, h: int, width: int, height: int, keep: bool) -> tuple[float, float]:
+    """(x scale, share of the input that is picture) of one transform for a w x h image."""
+    if not keep:
+        return width / w, 1.0
+    s = min(height / h, width / w)
+    return s, (w * s) * (h * s) / (width * height)
+
+
+def tight(label: str, centres: list[float]) -> bool:
+    return any(b - a < (2 * STEP if label[i] == label[i + 1] else STEP)
+               for i, (a, b) in enumerate(zip(centres, centres[1:], strict=False)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--count", type=int, default=5000)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "any_input.json")
+    args = ap.parse_args()
+    stats = {name: {"tight": 0, "x_scale": [], "picture": []} for name in CANDIDATES}
+    for seed in range(SEED, SEED + args.count):
+        s = Generator(random_config(random.Random(seed))).draw(seed, boxes=True)
+        h, w = s.raster.shape[:2]
+        for name, (width, height, keep) in CANDIDATES.items():
+            sx, picture = scales(w, h, width, height, keep)
+            st = stats[name]
+            st["tight"] += tight(s.label, [(x0 + x1) / 2 * sx for x0, _, x1, _ in s.boxes])
+            st["x_scale"].append(sx)
+            st["picture"].append(picture)
+    result = {"count": args.count, "first_seed": SEED, "ctc_step_px": STEP, "candidates": {
+        name: {"tight_percent": round(100 * st["tight"] / args.count, 2),
+               "x_scale_min": round(min(st["x_scale"]), 3), "x_scale_median": round(float(np.median(st["x_scale"])), 3),
+               "picture_percent_mean": round(100 * float(np.mean(st["picture"])), 1)}
+        for name, st in stats.items()}}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
