@@ -74,6 +74,8 @@ def test_preset_any_has_a_task_but_no_single_configuration():
     with pytest.raises(ConfigError, match="draws its own"):
         TrainConfig(preset="any", config={"width": 120}).task()
     assert TrainConfig().task() == general.Task(160, 60, "0123456789", (6, 6))
+    # model cards name --family-count only where it validates something
+    assert "--family-count" in cfg.recipe_args() and "--family-count" not in TrainConfig().recipe_args()
 
 
 def test_family_validation_seeds_are_checked_too():

@@ -121,6 +121,8 @@ class TrainConfig:
         args = []
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name == "family_count" and not self.families:
+                continue  # validates nothing outside preset any
             if f.metadata["recipe"] and value not in (None, {}):
                 args += [flag_of(f), "FILE.json" if isinstance(value, dict) else str(value)]
         return args
