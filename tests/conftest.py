@@ -36,6 +36,17 @@ def fonts_dir(shared_dir: Path) -> Path:
     return shared_dir / "fonts"
 
 
+@pytest.fixture(scope="session")
+def all_fonts(tmp_path_factory: pytest.TempPathFactory, shared_dir: Path) -> Path:
+    """The 25 atlases in one folder, as ``kcaptcha fonts download`` leaves them."""
+    from kcaptcha_solver.fonts import DEFAULT_FONTS, FONTS_1_2
+
+    folder = tmp_path_factory.mktemp("fonts")
+    for name in (*DEFAULT_FONTS, *FONTS_1_2):
+        (folder / name).symlink_to(shared_dir / ("fonts-1.2" if name in FONTS_1_2 else "fonts") / name)
+    return folder
+
+
 @pytest.fixture(autouse=True)
 def _fonts_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Point the library at the shared atlases unless a test says otherwise."""

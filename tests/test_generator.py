@@ -207,15 +207,6 @@ def test_text_that_never_fits_is_an_error_not_a_hang() -> None:
         CaptchaConfig(allowed_symbols="w")
 
 
-@pytest.fixture(scope="module")
-def all_fonts(tmp_path_factory: pytest.TempPathFactory, shared_dir: Path) -> Path:
-    """The 25 atlases in one folder, as ``kcaptcha fonts download`` leaves them."""
-    folder = tmp_path_factory.mktemp("fonts")
-    for name in (*DEFAULT_FONTS, *FONTS_1_2):
-        (folder / name).symlink_to(shared_dir / ("fonts-1.2" if name in FONTS_1_2 else "fonts") / name)
-    return folder
-
-
 OLD = {"fonts": FONTS_1_2, "white_noise_density": 0.0, "black_noise_density": 0.0}
 # Configurations of the fidelity benchmark (benchmarks/fidelity.py) with the first seed of each
 # case there, and the sha256 of our raster for it. On 2026-11-29 each image was also drawn by the

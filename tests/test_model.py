@@ -13,7 +13,8 @@ from kcaptcha_solver.model import ModelSpec, build
 KCAPTCHA_DEFAULT = ModelSpec("ctc-small", 92, 160, 7, "23456789abcdegikpqsvxyz")
 
 
-@pytest.mark.parametrize(("arch", "steps"), [("ctc-small", 20), ("ctc-fine", 40), ("ctc-tiny", 20)])
+@pytest.mark.parametrize(("arch", "steps"), [("ctc-small", 20), ("ctc-fine", 40), ("ctc-tiny", 20),
+                                             ("ctc-any", 40)])
 def test_ctc_steps_follow_the_step_width(arch, steps):
     spec = ModelSpec(arch, 92, 160, 7, KCAPTCHA_DEFAULT.classes)
     logits = build(spec)(torch.zeros(2, 92, 160, 3, dtype=torch.uint8))

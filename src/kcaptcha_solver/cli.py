@@ -208,13 +208,17 @@ def _run_train(args: argparse.Namespace) -> int:
     values = {f.name: getattr(args, f.name) for f in fields(TrainConfig)}
     cfg = TrainConfig(**{**values, "config": _read_config(args.config or None)})
     cfg.check_seeds()
-    cfg.captcha_config()  # a bad preset or --config fails here, before anything is written
+    cfg.task()  # a bad preset or --config fails here, before anything is written
     print(f"{describe(cfg)}, on {device_name(pick_device(cfg.device))}", flush=True)
 
     def report(row: dict) -> None:
         print(f"epoch {row['epoch']}/{cfg.epochs}  loss {row['train_loss']:.4f}  val loss {row['val_loss']:.4f}  "
               f"val acc {100 * row['val_acc']:.2f}%  char {100 * row['val_char_acc']:.3f}%  "
               f"{row['wall_s'] / 60:.1f} min", flush=True)
+        families = [f"{key.removeprefix('val_acc_')} {100 * value:.1f}%" for key, value in row.items()
+                    if key.startswith("val_acc_")]
+        if families:  # preset any: accuracy per configuration family
+            print("  " + ", ".join(families), flush=True)
 
     best = train(cfg, args.out, resume=args.resume, progress=not args.quiet, on_epoch=report)
     print(f"best epoch {best['epoch']}: validation accuracy {100 * best['val_acc']:.2f}% -> {args.out}/best.pt")

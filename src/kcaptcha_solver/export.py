@@ -19,8 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import general
 from .errors import ConfigError, ModelError
-from .generator import CaptchaConfig, Generator, get_preset
+from .generator import CaptchaConfig, Generator
 from .model import ModelSpec, load_checkpoint
 from .modelfile import FORMAT_VERSION, Reading
 from .trainconfig import TrainConfig
@@ -41,9 +42,10 @@ class WithSoftmax(nn.Module):
         return torch.softmax(self.model(image), dim=-1)
 
 
-def metadata(spec: ModelSpec, name: str, preset: str, config: CaptchaConfig, decoder: str) -> dict[str, str]:
+def metadata(spec: ModelSpec, name: str, preset: str, config: CaptchaConfig | general.Task, decoder: str
+             ) -> dict[str, str]:
     """What every runtime reads from the model file, as strings (modelfile.py says what each reader does
-    with a file that predates a key)."""
+    with a file that predates a key). ``config`` gives the string lengths."""
     return {
         "kcaptcha.decoder": decoder,  # "positions" or "ctc": how to read the steps (see model.py)
         "kcaptcha.format": FORMAT_VERSION,
@@ -140,8 +142,11 @@ FORMATS: dict[str, tuple[Callable[..., Path], str]] = {
 }
 
 
-def check_images(config: CaptchaConfig, fonts_dir: str | None = None) -> np.ndarray:
-    """Freshly generated captchas, decoded as a reader would get them, for export checks."""
+def check_images(config: CaptchaConfig | None, fonts_dir: str | None = None) -> np.ndarray:
+    """Freshly generated captchas, decoded as a reader would get them, for export checks; ``None``:
+    the general model's (a random configuration each, brought to its input size)."""
+    if config is None:
+        return np.stack([general.draw(CHECK_SEED + i, fonts_dir)[0] for i in range(CHECK_COUNT)])
     gen = Generator(config, fonts_dir=fonts_dir)
     return np.stack([gen.draw(CHECK_SEED + i, boxes=False).pixels() for i in range(CHECK_COUNT)])
 
@@ -164,12 +169,12 @@ def export(
         raise ConfigError(f"unknown export format {', '.join(unknown)} (known: {', '.join(FORMATS)})")
     model, ckpt = load_checkpoint(checkpoint)
     preset = ckpt.get("preset", "custom")
-    tcfg = ckpt.get("train_config") or {}
-    config = TrainConfig.from_dict(tcfg).captcha_config() if tcfg else get_preset(preset)
-    if tcfg.get("config"):  # trained on a custom site configuration, not the preset itself
+    tcfg = TrainConfig.from_dict(ckpt.get("train_config") or {"preset": preset})
+    config = None if tcfg.general else tcfg.captcha_config()
+    if tcfg.config:  # trained on a custom site configuration, not the preset itself
         preset = "custom"
-    name = name or preset
-    meta = metadata(model.spec, name, preset, config, model.decoder)
+    name = name or (general.MODEL_NAME if tcfg.general else preset)
+    meta = metadata(model.spec, name, preset, tcfg.task(), model.decoder)
     out = Path(out)
     images = check_images(config, fonts_dir)
     written: dict[str, Path] = {}

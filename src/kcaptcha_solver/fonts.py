@@ -17,6 +17,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -213,7 +214,14 @@ def load_fonts(
             f"KCAPTCHA fonts not found in {folder} (missing {', '.join(missing)}). "
             f"Run 'kcaptcha fonts download', or point --fonts / ${FONTS_ENV} at a folder that holds them."
         )
-    return [load_atlas(folder / n, alphabet) for n in names]
+    return [_cached_atlas(folder / n, alphabet, (folder / n).stat().st_mtime_ns) for n in names]
+
+
+@lru_cache(maxsize=64)
+def _cached_atlas(path: Path, alphabet: str, mtime_ns: int) -> Atlas:
+    """load_atlas, once per file version: the general model's trainer builds a Generator per image
+    (a fresh configuration each), and loading the 22 older atlases took 66 ms, 100x a draw."""
+    return load_atlas(path, alphabet)
 
 
 # -- download ------------------------------------------------------------------

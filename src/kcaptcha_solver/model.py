@@ -167,6 +167,15 @@ def ctc_wide(spec: ModelSpec) -> nn.Module:
     return CaptchaCTC(spec, channels=(24, 48, 96, 128), dropout=0.1, step=4)
 
 
+@register("ctc-any")
+def ctc_any(spec: ModelSpec) -> nn.Module:
+    """The general model's reader (issue 13): about 330k parameters (0.67 MB as float16 ONNX), 48 CTC steps
+    over 192 px. A fifth block widens each column's view to 34 px, a glyph and its neighbours' edges, as glyph
+    sizes vary with the configuration; the first blocks stay narrow, as at 192x64 they cost most of the time
+    (benchmarks/any_input.py --speed: one onnxruntime thread, untrained network)."""
+    return CaptchaCTC(spec, channels=(16, 32, 64, 128, 192), dropout=0.1, step=4)
+
+
 @register("ctc-tiny")
 def ctc_tiny(spec: ModelSpec) -> nn.Module:
     """A few thousand parameters: for tests of the CTC path, not for accuracy."""

@@ -5,6 +5,8 @@ generator (JPEG round trip included when the preset writes JPEG), so the
 network sees exactly the distribution the PHP program produces. Sample ``k``
 of a run is drawn from seed ``seed + k``; validation uses a separate seed
 range. Seeds 70,000,000-89,999,999 are reserved for evaluation sets and refused.
+Preset ``any`` trains the general model: sample ``k`` is also a fresh configuration
+(general.py), and validation adds one fixed set per configuration family.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from . import general
 from .errors import ConfigError, ModelError
 from .generator import Generator
 from .model import ModelSpec, build, greedy_decode, load_checkpoint
@@ -68,27 +71,42 @@ class CaptchaStream(IterableDataset):
     def __iter__(self):
         info = get_worker_info()
         wid, nw = (info.id, info.num_workers) if info else (0, 1)
-        gen = Generator(self.cfg.captcha_config(), fonts_dir=self.cfg.fonts_dir)
-        spec_classes = gen.config.classes
-        positions = gen.config.length[1]
+        draw = drawer(self.cfg)
+        task = self.cfg.task()
         bs = self.cfg.batch_size
         for b in range(wid, self.count // bs, nw):
             start = self.cfg.seed + self.first + b * bs
-            samples = [gen.draw(start + i, boxes=False) for i in range(bs)]
-            images = np.stack([s.pixels() for s in samples])
-            yield torch.from_numpy(images), torch.from_numpy(
-                targets_for([s.label for s in samples], spec_classes, positions)
+            images, labels = zip(*(draw(start + i) for i in range(bs)), strict=True)
+            yield torch.from_numpy(np.stack(images)), torch.from_numpy(
+                targets_for(list(labels), task.classes, task.length[1])
             )
 
 
-def make_validation(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """The fixed validation set, drawn once."""
+def drawer(cfg: TrainConfig, family: str = general.NAME) -> Callable[[int], tuple[np.ndarray, str]]:
+    """seed -> (the image as the network reads it, its label): the preset's, or one of the general model's."""
+    if cfg.general:
+        return lambda seed: general.draw(seed, cfg.fonts_dir, family)
     gen = Generator(cfg.captcha_config(), fonts_dir=cfg.fonts_dir)
-    samples = [gen.draw(cfg.val_seed + i, boxes=False) for i in range(cfg.val_count)]
-    images = torch.from_numpy(np.stack([s.pixels() for s in samples]))
-    targets = torch.from_numpy(targets_for([s.label for s in samples], gen.config.classes,
-                                           gen.config.length[1]))
-    return images, targets
+
+    def draw(seed: int) -> tuple[np.ndarray, str]:
+        sample = gen.draw(seed, boxes=False)
+        return sample.pixels(), sample.label
+
+    return draw
+
+
+def make_validation(cfg: TrainConfig) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """The fixed validation sets, drawn once: ``""`` the main one, then one per family (preset any)."""
+    task = cfg.task()
+    sets = {}
+    first = cfg.val_seed
+    for family, count in [("", cfg.val_count)] + [(f, cfg.family_count) for f in cfg.families]:
+        draw = drawer(cfg, family or general.NAME)
+        images, labels = zip(*(draw(first + i) for i in range(count)), strict=True)
+        sets[family] = (torch.from_numpy(np.stack(images)),
+                        torch.from_numpy(targets_for(list(labels), task.classes, task.length[1])))
+        first += count
+    return sets
 
 
 def loss_fn(model: nn.Module, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -174,15 +192,15 @@ def train(
 
     out = Path(out)
     cfg.check_seeds()
-    captcha = cfg.captcha_config()
+    task = cfg.task()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
     hardware = device_name(device)
     torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed input sizes: let cuDNN pick kernels
     torch.manual_seed(cfg.seed)
-    spec = ModelSpec(arch=cfg.arch, height=captcha.image_size[1], width=captcha.image_size[0],
-                     positions=captcha.length[1], classes=captcha.classes)
+    spec = ModelSpec(arch=cfg.arch, height=task.height, width=task.width, positions=task.length[1],
+                     classes=task.classes)
     model = build(spec)
     if cfg.init and not resume:
         start, _ = load_checkpoint(cfg.init)
@@ -209,7 +227,8 @@ def train(
         history, start_epoch, best, wall = ckpt["history"], ckpt["epoch"] + 1, ckpt["best"], ckpt["wall"]
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
-    val_images, val_targets = (t.to(device) for t in make_validation(cfg))
+    val_sets = {name: (images.to(device), targets.to(device)) for name, (images, targets)
+                in make_validation(cfg).items()}
     per_epoch = cfg.steps_per_epoch * cfg.batch_size
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.time()
@@ -233,11 +252,13 @@ def train(
             if step % 10 == 0:
                 acc = score(model, logits.detach(), targets)[0] / len(targets)
                 bar.set_postfix(loss=f"{run_loss / step:.4f}", acc=f"{acc:.3f}")
-        val_acc, val_char, val_loss = evaluate_tensors(model, val_images, val_targets)
+        val_acc, val_char, val_loss = evaluate_tensors(model, *val_sets[""])
+        families = {f"val_acc_{name}": evaluate_tensors(model, *tensors)[0] for name, tensors in val_sets.items()
+                    if name}
         wall += time.time() - t0
         row = {"epoch": epoch + 1, "samples": (epoch + 1) * per_epoch, "wall_s": round(wall, 1),
                "lr": sched.get_last_lr()[0], "train_loss": run_loss / max(step, 1), "val_loss": val_loss,
-               "val_acc": val_acc, "val_char_acc": val_char, "device": hardware}
+               "val_acc": val_acc, "val_char_acc": val_char, **families, "device": hardware}
         history.append(row)
         # Ties in accuracy are common near the end: the lower validation loss wins them.
         rank = val_acc - 1e-3 * min(val_loss, 1.0)
@@ -260,4 +281,5 @@ def describe(cfg: TrainConfig) -> str:
     """One line for logs: what is being trained on how many images."""
     return (f"{cfg.preset} / {cfg.arch}: {cfg.epochs} epochs x {cfg.steps_per_epoch} steps x "
             f"{cfg.batch_size} = {cfg.train_samples:,} images, seeds {cfg.seed}..{cfg.seed + cfg.train_samples - 1}"
-            f", validation {cfg.val_count} from {cfg.val_seed}")
+            f", validation {cfg.val_count} from {cfg.val_seed}"
+            + (f" + {cfg.family_count} per family x {len(cfg.families)}" if cfg.families else ""))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
+from . import general
 from .errors import ConfigError, did_you_mean
 from .generator import CaptchaConfig, config_from_dict, get_preset
 
@@ -32,7 +33,8 @@ def option(default: Any, help: str, flag: str | None = None, recipe: bool = True
 class TrainConfig:
     """One training run. Defaults are the shipped gnuboard5 recipe."""
 
-    preset: str = option("gnuboard5", "captcha preset (gnuboard5, seed-l2, kcaptcha-default)")
+    preset: str = option("gnuboard5", "captcha preset (gnuboard5, seed-l2, kcaptcha-default), or 'any': a fresh "
+                         "random configuration per image, read at 192x64 (the general model, general.py)")
     arch: str = option("cnn-small", "architecture name (see kcaptcha_solver.model.ARCHS)")
     epochs: int = option(12, "passes of steps x batch size fresh images")
     steps_per_epoch: int = option(200, "optimizer steps per epoch", flag="--steps")
@@ -43,6 +45,8 @@ class TrainConfig:
     seed: int = option(1_000_000, "first training seed (sample k uses seed+k)")
     val_seed: int = option(90_000_000, "first validation seed")  # just above the reserved evaluation range
     val_count: int = option(2000, "validation images (drawn once)")
+    # Per family (general.FAMILIES, preset 'any' only): 500 puts one image at 0.2 %, enough to see a weak family.
+    family_count: int = option(500, "validation images per configuration family (preset 'any')")
     workers: int = option(1, "generator processes feeding the trainer (the main process trains)")
     threads: int = option(0, "torch threads (0: torch's default)", recipe=False)
     device: str = option("auto", "auto (a GPU when torch sees one, else the CPU), cpu, or cuda[:N]", recipe=False)
@@ -68,14 +72,40 @@ class TrainConfig:
     def train_samples(self) -> int:
         return self.epochs * self.steps_per_epoch * self.batch_size
 
+    @property
+    def general(self) -> bool:
+        """Whether this run trains the general model (a fresh configuration per image)."""
+        return self.preset == general.NAME
+
+    @property
+    def families(self) -> list[str]:
+        """The configuration families validated besides the main set ("any" is the main set itself)."""
+        return [name for name in general.FAMILIES if name != general.NAME] if self.general else []
+
+    @property
+    def val_total(self) -> int:
+        """Validation images of all sets: the main one, then each family's, in consecutive seeds."""
+        return self.val_count + len(self.families) * self.family_count
+
     def captcha_config(self) -> CaptchaConfig:
-        """The preset, with the custom ``config`` fields on top."""
+        """The preset, with the custom ``config`` fields on top (not defined for the general model)."""
+        if self.general:
+            raise ConfigError("preset 'any' draws a new configuration per image: it has no single one")
         return config_from_dict(self.config, get_preset(self.preset))
+
+    def task(self) -> general.Task:
+        """Input size, symbols and lengths the network reads; a bad preset or ``config`` fails here."""
+        if self.general:
+            if self.config:
+                raise ConfigError("--config sets one site's configuration; preset 'any' draws its own per image")
+            return general.TASK
+        captcha = self.captcha_config()
+        return general.Task(*captcha.image_size, captcha.classes, captcha.length)
 
     def check_seeds(self) -> None:
         """Refuse any training or validation seed in the reserved evaluation range."""
         for name, lo, n in (("training", self.seed, self.train_samples), ("validation", self.val_seed,
-                                                                            self.val_count)):
+                                                                            self.val_total)):
             hi = lo + n - 1
             if lo < 0 or hi > 0xFFFFFFFF:
                 raise ConfigError(f"{name} seeds {lo}..{hi} are outside 0..4294967295")
@@ -91,6 +121,8 @@ class TrainConfig:
         args = []
         for f in fields(self):
             value = getattr(self, f.name)
+            if f.name == "family_count" and not self.families:
+                continue  # validates nothing outside preset any
             if f.metadata["recipe"] and value not in (None, {}):
                 args += [flag_of(f), "FILE.json" if isinstance(value, dict) else str(value)]
         return args

@@ -1,0 +1,76 @@
+"""Accuracy of a general model (preset 'any') per configuration family, read as a user reads.
+
+Each family's images are drawn by the generator and encoded as PHP sends them (JPEG or PNG at their
+own size), then read by ``Solver(model)``: decode, the stretch to the model's input, the reading.
+So the figures are those of the exported file, not of the training checkpoint. ``--shared`` adds
+the real PHP samples of the three presets (``<label>_<index>.<ext>`` files), read the same way.
+
+    python tools/eval_any.py export/kcaptcha-any.onnx [--count 1000] [--shared ../shared/real-kcaptcha]
+        [--json out.json]
+
+Seeds: family k uses 96,000,000 + k * 1,000,000 onwards: clear of training (below 70,000,000 by
+default), validation (90,000,000 onwards, a few thousand per set), the export check (95,000,000)
+and the reserved evaluation range. Needs all 25 atlases in one folder (``--fonts`` or KCAPTCHA_FONTS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from kcaptcha_solver import Solver, general
+from kcaptcha_solver.errors import InputError
+
+EVAL_SEED = 96_000_000
+PRESET_FOLDERS = ("gnuboard5", "seed-l2", "kcaptcha-default")
+BATCH = 256
+
+
+def score(solver: Solver, images: list[bytes | Path], truths: list[str]) -> dict:
+    """Full-string and per-character accuracy of ``solver`` on ``images``, a few misreads as examples."""
+    right = chars = chars_right = 0
+    misread = []
+    for i in range(0, len(images), BATCH):
+        for truth, got in zip(truths[i : i + BATCH], solver.solve_many(images[i : i + BATCH]), strict=True):
+            text = "" if isinstance(got, InputError) else got.text
+            right += text == truth
+            chars += len(truth)
+            chars_right += sum(a == b for a, b in zip(text, truth, strict=False))
+            if text != truth and len(misread) < 5:
+                misread.append([truth, text])
+    return {"count": len(images), "accuracy": round(100 * right / len(images), 2),
+            "char_accuracy": round(100 * chars_right / max(chars, 1), 2), "misread_examples": misread}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("model", type=Path, help="the exported .onnx file")
+    ap.add_argument("--count", type=int, default=1000, help="generated images per family")
+    ap.add_argument("--fonts", help="folder with all 25 atlases (default: $KCAPTCHA_FONTS)")
+    ap.add_argument("--shared", type=Path, help="the real-kcaptcha folder: also read its preset samples")
+    ap.add_argument("--json", type=Path, help="write the figures here too")
+    args = ap.parse_args(argv)
+    solver = Solver(args.model)
+    report: dict = {"model": str(args.model), "count_per_family": args.count, "first_seed": EVAL_SEED,
+                    "generated": {}, "real": {}}
+    for k, family in enumerate(general.FAMILIES):
+        t0 = time.perf_counter()
+        seeds = range(EVAL_SEED + k * 1_000_000, EVAL_SEED + k * 1_000_000 + args.count)
+        samples = [general.sample(seed, args.fonts, family) for seed in seeds]
+        report["generated"][family] = score(solver, [s.encode() for s in samples], [s.label for s in samples])
+        print(f"{family:20} {report['generated'][family]['accuracy']:6.2f} %  "
+              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    for name in PRESET_FOLDERS if args.shared else ():
+        files = sorted((args.shared / name).iterdir())
+        report["real"][name] = score(solver, files, [f.stem.rsplit("_", 1)[0] for f in files])
+        print(f"real {name:15} {report['real'][name]['accuracy']:6.2f} %", flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
