@@ -180,6 +180,9 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
     p.add_argument("--init", metavar="CHECKPOINT",
                    help="start from these weights (fine-tune, e.g. a preset model for your site's config)")
+    p.add_argument("--screen", type=float, default=0.0, metavar="SHARE",
+                   help="share of images shown shrunk as a DPR-1 screenshot shows them (0.55-1x), to read "
+                   "screenshots (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_run_train)
 
@@ -192,7 +195,7 @@ def _run_train(args: argparse.Namespace) -> int:
         preset=args.preset, arch=args.arch, epochs=args.epochs, steps_per_epoch=args.steps,
         batch_size=args.batch_size, lr=args.lr, seed=args.seed, val_seed=args.val_seed,
         val_count=args.val_count, workers=args.workers, threads=args.threads, device=args.device,
-        fonts_dir=args.fonts, config=config, init=args.init,
+        fonts_dir=args.fonts, config=config, init=args.init, screen=args.screen,
     )
     cfg.check_seeds()
     cfg.captcha_config()  # a bad preset or --config fails here, before anything is written

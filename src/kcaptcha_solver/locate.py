@@ -29,8 +29,13 @@ EDGE = 10  # grey levels between neighbours that make an edge pixel (#e9e9e9 on 
 GAP = 2  # px of no edge tolerated inside a run (JPEG specks); Gnuboard puts the answer box 3 CSS px away
 ASPECT_TOL = 0.07  # relative height/width mismatch accepted; Gnuboard's PC-for-phones shows 160x60 as 158x58
 SCALE_MIN, SCALE_MAX = 0.55, 3.4  # displayed width / model width: 0.63 (desktop, DPR 1) to 3x, with room
+# Gnuboard shows every captcha 38 CSS px high inside its border, whatever its size: a 160x92 image is
+# 66x38 at DPR 1 (0.41 of its size), so the smallest width searched for also follows from this height.
+MIN_HEIGHT = 36
 SIDE_TOL = 3  # px by which the ends of a top and a bottom run may disagree
 INK_MIN, INK_MAX = 0.01, 0.6  # fraction of dark pixels inside a captcha
+# ...on one background level: >= 61 % of the real sample images' pixels are within 16 levels of their 90th percentile
+BACKGROUND_MIN, BACKGROUND_TOL = 0.35, 16
 # Resampling from the screen back to the model's pixels, chosen by benchmarks/screenshots.py.
 RESAMPLE = Image.NEAREST
 
@@ -85,7 +90,7 @@ def _runs(row: np.ndarray, min_len: int) -> list[tuple[int, int]]:
 
 def _boxes(gray: np.ndarray, sizes: list[tuple[int, int]]) -> list[tuple[tuple[int, int, int, int], tuple[int, int]]]:
     h, w = gray.shape
-    min_w = int(SCALE_MIN * min(s[0] for s in sizes))
+    min_w = int(min(min(SCALE_MIN * sw, MIN_HEIGHT * sw / sh) for sw, sh in sizes))
     max_w = SCALE_MAX * max(s[0] for s in sizes) + 8
     edges = _edges(gray)  # edges[i]: between rows i-1 and i (row -1 and row h are outside)
     counts = edges.view(np.uint8).sum(axis=1, dtype=np.int32)
@@ -159,9 +164,10 @@ def _refine(
 
 
 def _looks_like_captcha(gray: np.ndarray) -> bool:
-    """A light background with some dark ink: not a blank box, a photo or a filled button."""
+    """A plain light background with some dark ink: not a blank box, a photo, noise or a filled button."""
     lo, hi = np.percentile(gray, (2, 90))
     if hi - lo < 60:
         return False
+    background = np.count_nonzero(np.abs(gray.astype(np.int16) - int(hi)) <= BACKGROUND_TOL) / gray.size
     dark = np.count_nonzero(gray < (int(lo) + int(hi)) // 2) / gray.size
-    return INK_MIN <= dark <= INK_MAX
+    return background >= BACKGROUND_MIN and INK_MIN <= dark <= INK_MAX

@@ -148,7 +148,8 @@ def _data_url(data: bytes) -> str:
 
 # Boxes in CSS px from the page: per form, the image's content box, its border box, the fieldset, the form.
 _BOXES_JS = """() => [...document.querySelectorAll('form')].map((f, i) => {
-  const r = e => { const b = e.getBoundingClientRect(); return [b.left + scrollX, b.top + scrollY, b.width, b.height]; };
+  const r = e => { const b = e.getBoundingClientRect();
+                   return [b.left + scrollX, b.top + scrollY, b.width, b.height]; };
   const img = document.getElementById('img' + i), cs = getComputedStyle(img);
   const bw = parseFloat(cs.borderLeftWidth), bt = parseFloat(cs.borderTopWidth);
   const o = r(img);

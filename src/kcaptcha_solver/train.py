@@ -18,14 +18,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .errors import ConfigError, KcaptchaError
 from .generator import CaptchaConfig, Generator, config_from_dict, get_preset
+from .locate import RESAMPLE
 from .model import ModelSpec, build, greedy_decode
 
 RESERVED_SEEDS = range(70_000_000, 90_000_000)
+# A screen at device-pixel-ratio 1 shows Gnuboard's 160x60 captcha at 0.633x (38 CSS px high inside its
+# 40-px border box), and locate.py brings it back to the model's size. --screen trains on such views.
+SCREEN_SCALES = (0.55, 1.0)
+SCREEN_FILTERS = (Image.BILINEAR, Image.BICUBIC, Image.HAMMING, Image.LANCZOS)  # browsers' downscales vary
 
 
 @dataclass
@@ -48,6 +54,7 @@ class TrainConfig:
     fonts_dir: str | None = None
     config: dict = field(default_factory=dict)  # CaptchaConfig fields for a custom site
     init: str | None = None  # start from this checkpoint's weights (fine-tuning), with a fresh schedule
+    screen: float = 0.0  # share of training images seen as a DPR-1 screenshot shows them (screen_view)
 
     @property
     def train_samples(self) -> int:
@@ -119,16 +126,39 @@ class CaptchaStream(IterableDataset):
             start = self.cfg.seed + self.first + b * bs
             samples = [gen.draw(start + i, boxes=False) for i in range(bs)]
             images = np.stack([s.pixels() for s in samples])
+            screen_views(images, self.cfg.screen, start)
             yield torch.from_numpy(images), torch.from_numpy(
                 targets_for([s.label for s in samples], spec_classes, positions)
             )
+
+
+def screen_view(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``image`` shrunk as a screen shows it (a random scale, filter and pixel-grid offset), then brought
+    back to its size the way locate.py does: what the solver reads from a desktop screenshot."""
+    h, w = image.shape[:2]
+    f = rng.uniform(*SCREEN_SCALES)
+    ox, oy = rng.uniform(0, 0.5 / f, 2)  # where the screen's pixel grid falls on the image
+    filt = SCREEN_FILTERS[rng.integers(len(SCREEN_FILTERS))]
+    small = Image.fromarray(image).resize((round(w * f), round(h * f)), filt, box=(ox, oy, w, h))
+    return np.asarray(small.resize((w, h), RESAMPLE))
+
+
+def screen_views(images: np.ndarray, share: float, seed: int) -> None:
+    """Replace about ``share`` of a uint8 batch [B, H, W, 3] by screen views, in place."""
+    if not share:
+        return
+    rng = np.random.default_rng(seed)
+    for i in np.flatnonzero(rng.random(len(images)) < share):
+        images[i] = screen_view(images[i], rng)
 
 
 def make_validation(cfg: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """The fixed validation set, drawn once."""
     gen = Generator(cfg.captcha_config(), fonts_dir=cfg.fonts_dir)
     samples = [gen.draw(cfg.val_seed + i, boxes=False) for i in range(cfg.val_count)]
-    images = torch.from_numpy(np.stack([s.pixels() for s in samples]))
+    images = np.stack([s.pixels() for s in samples])
+    screen_views(images, cfg.screen, cfg.val_seed)  # the same mix as training, so "best" means best on it
+    images = torch.from_numpy(images)
     targets = torch.from_numpy(targets_for([s.label for s in samples], gen.config.classes,
                                            gen.config.length[1]))
     return images, targets
@@ -224,6 +254,8 @@ def train(cfg: TrainConfig, out: str | os.PathLike[str], resume: bool = False, p
 
     out = Path(out)
     cfg.check_seeds()
+    if not 0 <= cfg.screen <= 1:
+        raise ConfigError(f"screen share must be between 0 and 1, got {cfg.screen}")
     captcha = cfg.captcha_config()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
