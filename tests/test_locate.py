@@ -89,8 +89,9 @@ def renderer():
 @pytest.mark.parametrize("skin", ["desktop", "mobile", "mobile-pc"])
 @pytest.mark.parametrize("dpr", [1.0, 1.25, 1.5, 2.0, 3.0])
 def test_boxes_on_rendered_screenshots(shared_dir: Path, renderer, skin: str, dpr: float) -> None:
-    """Every edge of the found box within 1 device pixel of the image's edges on the page (at fractional
-    DPRs the page puts them between pixels), for every crop from the image alone to the whole form."""
+    """Every edge of the found box within 1 device pixel of the image's edge on the page, rounded (at
+    fractional DPRs, and at 3x with a 3-px border, the page blends the edge row), for every crop from
+    the image alone to the whole form."""
     from kcaptcha_solver.screenshot import sample_images
 
     presets = ["gnuboard5", "seed-l2"] + ([] if skin == "mobile-pc" else ["kcaptcha-default"])
@@ -101,7 +102,7 @@ def test_boxes_on_rendered_screenshots(shared_dir: Path, renderer, skin: str, dp
             assert len(found) == 1, (preset, shot.crop)
             x, y, w, h = found[0].box
             tx, ty, tw, th = shot.box
-            edges = np.array([x, y, x + w, y + h]) - np.array([tx, ty, tx + tw, ty + th])
+            edges = np.array([x, y, x + w, y + h]) - np.round([tx, ty, tx + tw, ty + th])
             assert np.abs(edges).max() <= 1.0, (preset, shot.crop, found[0].box, shot.box)
 
 

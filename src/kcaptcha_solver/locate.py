@@ -25,14 +25,18 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-EDGE = 10  # grey levels between neighbours that make an edge pixel (#e9e9e9 on white differs by 22)
+EDGE = 6  # grey levels between neighbours that make an edge pixel (#e9e9e9 on white: 22, 1.25 px blended in JPEG: ~10)
 GAP = 2  # px of no edge tolerated inside a run (JPEG specks); Gnuboard puts the answer box 3 CSS px away
 ASPECT_TOL = 0.07  # relative height/width mismatch accepted; Gnuboard's PC-for-phones shows 160x60 as 158x58
 SCALE_MIN, SCALE_MAX = 0.55, 3.4  # displayed width / model width: 0.63 (desktop, DPR 1) to 3x, with room
 # Gnuboard shows every captcha 38 CSS px high inside its border, whatever its size: a 160x92 image is
 # 66x38 at DPR 1 (0.41 of its size), so the smallest width searched for also follows from this height.
 MIN_HEIGHT = 36
-SIDE_TOL = 3  # px by which the ends of a top and a bottom run may disagree
+# Share of a side's pixels that must be edge pixels for it to be a line: a pale border (#e9e9e9 on white)
+# blended over 1.25 device px and saved as JPEG keeps only ~70 % of its pixels 10 levels apart.
+LINE = 0.6
+SIDE_TOL = 3  # px by which a line's end may miss the side it belongs to
+FLAT_TOL, FLAT_SHARE = 24, 0.8  # a border or page line: 80 % of it within 24 levels of its median
 INK_MIN, INK_MAX = 0.01, 0.6  # fraction of dark pixels inside a captcha
 # ...on one background level: >= 61 % of the real sample images' pixels are within 16 levels of their 90th percentile
 BACKGROUND_MIN, BACKGROUND_TOL = 0.35, 16
@@ -83,41 +87,50 @@ def _runs(row: np.ndarray, min_len: int) -> list[tuple[int, int]]:
     if idx.size < min_len:
         return []
     cuts = np.flatnonzero(np.diff(idx) > GAP + 1)
-    starts = np.concatenate([[0], cuts + 1])
-    ends = np.concatenate([cuts, [idx.size - 1]])
-    return [(int(idx[s]), int(idx[e]) + 1) for s, e in zip(starts, ends, strict=True) if idx[e] - idx[s] + 1 >= min_len]
+    starts = idx[np.concatenate([[0], cuts + 1])]
+    ends = idx[np.concatenate([cuts, [idx.size - 1]])] + 1
+    keep = ends - starts >= min_len
+    return list(zip(starts[keep].tolist(), ends[keep].tolist(), strict=True))
+
+
+def _is_line(gray: np.ndarray, i: int, a: int, b: int) -> bool:
+    """Edge row i (between rows i-1 and i) over [a, b) is a line: one side of it is a flat border or page
+    (in noise or a photo neither side is). The picture's own top and bottom are lines."""
+    h = gray.shape[0]
+    return i == 0 or i == h or _flat(gray[i - 1, a:b]) or _flat(gray[i, a:b])
 
 
 def _boxes(gray: np.ndarray, sizes: list[tuple[int, int]]) -> list[tuple[tuple[int, int, int, int], tuple[int, int]]]:
-    h, w = gray.shape
     min_w = int(min(min(SCALE_MIN * sw, MIN_HEIGHT * sw / sh) for sw, sh in sizes))
-    max_w = SCALE_MAX * max(s[0] for s in sizes) + 8
+    max_h = SCALE_MAX * max(sh for _, sh in sizes) + 8
     edges = _edges(gray)  # edges[i]: between rows i-1 and i (row -1 and row h are outside)
     counts = edges.view(np.uint8).sum(axis=1, dtype=np.int32)
     runs: list[tuple[int, int, int]] = []  # (edge row, x0, x1)
     for i in np.flatnonzero(counts >= min_w):
-        runs.extend((int(i), a, b) for a, b in _runs(edges[i], min_w) if b - a <= max_w)
-    runs.sort()
-    pairs = []  # (top edge, bottom edge, x0, x1, size)
+        runs.extend((int(i), a, b) for a, b in _runs(edges[i], min_w) if _is_line(gray, int(i), a, b))
+    # A top and a bottom line over a common stretch at least as wide as a model's shape needs at that
+    # height. A line may run on into a neighbour (the answer box 3 px away, once JPEG noise bridges the
+    # gap), so the sides are found afterwards, from vertical lines.
+    pairs = []  # (expected width, top edge, bottom edge, x0, x1, size)
     for k, (top, a0, a1) in enumerate(runs):
         for bottom, b0, b1 in runs[k + 1:]:
-            if abs(a0 - b0) > SIDE_TOL or abs(a1 - b1) > SIDE_TOL:
-                continue
+            height = bottom - top
+            if height > max_h:
+                break
             x0, x1 = max(a0, b0), min(a1, b1)
             for size in sizes:
-                aspect = (bottom - top) * size[0] / ((x1 - x0) * size[1])
-                if abs(aspect - 1) <= ASPECT_TOL:
-                    pairs.append((top, bottom, x0, x1, size))
+                expected = height * size[0] / size[1]
+                if height >= MIN_HEIGHT * 0.9 and x1 - x0 >= expected * (1 - ASPECT_TOL) - SIDE_TOL:
+                    pairs.append((expected, top, bottom, x0, x1, size))
     out: list[tuple[tuple[int, int, int, int], tuple[int, int]]] = []
-    taken: list[tuple[int, int, int, int]] = []
-    # Narrowest pairs first: a captcha inside a bigger captcha-shaped frame (a crop whose own edges have
-    # the right shape) is the captcha; the lines of its own border nest around it and are skipped.
-    for top, bottom, x0, x1, size in sorted(pairs, key=lambda p: (p[3] - p[2], p[0])):
-        if any(_overlap((x0, top, x1 - x0, bottom - top), t) for t in taken):
+    # Lowest first: a captcha inside a taller captcha-shaped frame (a crop whose own edges have the right
+    # shape) is the captcha; the lines of its own border nest around it and are skipped. Between shapes
+    # of one height, the widest first: a digit's long stroke can pass for the side of a narrower shape.
+    for _, top, bottom, x0, x1, size in sorted(pairs, key=lambda p: (p[2] - p[1], -p[0], p[1])):
+        if any(_overlap((x0, top, x1 - x0, bottom - top), box) for box, _ in out):
             continue
         box = _refine(gray, edges, top, bottom, x0, x1, size)
-        if box is not None:
-            taken.append((x0, top, x1 - x0, bottom - top))
+        if box is not None and not any(_overlap(box, other) for other, _ in out):
             out.append((box, size))
     return sorted(out, key=lambda f: (f[0][1], f[0][0]))
 
@@ -128,39 +141,61 @@ def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool
     return ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah
 
 
+def _vertical_lines(gray: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    """Indices j in [x0, x1] where columns j-1 and j differ along most of rows [y0, y1); the picture's
+    sides count as lines."""
+    w = gray.shape[1]
+    lo, hi = max(x0 - 1, 0), min(x1 + 1, w)
+    rows = gray[y0:y1, lo:hi]
+    a, b = rows[:, 1:], rows[:, :-1]
+    share = ((np.maximum(a, b) - np.minimum(a, b)) >= EDGE).sum(axis=0) >= LINE * (y1 - y0)
+    lines = list(np.flatnonzero(share) + lo + 1)
+    if x0 <= 0:
+        lines.insert(0, 0)
+    if x1 >= w:
+        lines.append(w)
+    return np.array([j for j in lines if x0 <= j <= x1], dtype=int)
+
+
 def _refine(
     gray: np.ndarray, edges: np.ndarray, top: int, bottom: int, x0: int, x1: int, size: tuple[int, int],
 ) -> tuple[int, int, int, int] | None:
-    """The image inside its border: the innermost edge lines near each side of an outer pair."""
-    h, w = gray.shape
-    band = max(2, round(0.06 * (bottom - top)))  # a 1-CSS-px border at 3x plus blending is ~4 px
-    inner_w = x1 - x0
-    full = edges[:, x0:x1].view(np.uint8).sum(axis=1) >= 0.85 * inner_w
-    tops = [i for i in range(top, min(top + band, bottom) + 1) if full[i]]
-    bottoms = [i for i in range(max(bottom - band, top), bottom + 1) if full[i]]
+    """The image inside its border, from a top and a bottom line: the innermost lines near each (a border
+    is 1-4 px), then the two vertical lines whose distance fits the height best."""
+    height = bottom - top
+    band = max(2, round(0.06 * height))  # a 1-CSS-px border at 3x, plus blending, is ~4 px
+    full = edges[top:bottom + 1, x0:x1].view(np.uint8).sum(axis=1) >= LINE * (x1 - x0)  # row top + k
+    tops = [top + k for k in range(band + 1) if full[k]]
+    bottoms = [bottom - k for k in range(band + 1) if full[height - k]]
     if not tops or not bottoms:
         return None
     y0, y1 = max(tops), min(bottoms)  # content rows [y0, y1)
-    if y1 - y0 < 0.8 * (bottom - top):
+    expected = (y1 - y0) * size[0] / size[1]
+    cols = _vertical_lines(gray, y0, y1, x0 - SIDE_TOL - 1, x1 + SIDE_TOL + 1)
+    if cols.size < 2:
         return None
-    rows = gray[y0:y1]
-    a = rows[:, 1:]
-    b = rows[:, :-1]
-    vertical = (np.maximum(a, b) - np.minimum(a, b)) >= EDGE  # [rows, w-1]: column j marks j|j+1
-    cols = np.concatenate([[y1 - y0], vertical.view(np.uint8).sum(axis=0), [y1 - y0]]) >= 0.85 * (y1 - y0)
-    # cols[j] marks the edge between columns j-1 and j; the picture's sides are edges.
-    side = max(2, round(0.06 * inner_w))
-    lefts = [j for j in range(max(0, x0 - 1), min(x0 + side, w) + 1) if cols[j]]
-    rights = [j for j in range(max(0, x1 - side), min(x1 + 1, w) + 1) if cols[j]]
-    if not lefts or not rights:
+    widths = cols[None, :] - cols[:, None]
+    miss = np.where(widths > 0, np.abs(widths - expected), np.inf)
+    i, j = np.unravel_index(np.argmin(miss), miss.shape)
+    if miss[i, j] > ASPECT_TOL * expected + SIDE_TOL:
         return None
-    c0, c1 = max(lefts), min(rights)
-    if c1 - c0 < 0.8 * inner_w:
-        return None
+    c0, c1 = int(cols[i]), int(cols[j])
     aspect = (y1 - y0) * size[0] / ((c1 - c0) * size[1])
     if abs(aspect - 1) > ASPECT_TOL:
         return None
+    # Just outside each side lies a border or the page: one flat colour (inside a captcha, ink is not).
+    h, w = gray.shape
+    outside = [gray[y0 - 1, c0:c1] if y0 > 0 else None, gray[y1, c0:c1] if y1 < h else None,
+               gray[y0:y1, c0 - 1] if c0 > 0 else None, gray[y0:y1, c1] if c1 < w else None]
+    if not all(line is None or _flat(line) for line in outside):
+        return None
     return c0, y0, c1 - c0, y1 - y0
+
+
+def _flat(line: np.ndarray) -> bool:
+    """Most of a line within FLAT_TOL levels of its median (a border, the page; JPEG noise allowed)."""
+    median = int(np.median(line))
+    return np.count_nonzero(np.abs(line.astype(np.int16) - median) <= FLAT_TOL) >= FLAT_SHARE * line.size
 
 
 def _looks_like_captcha(gray: np.ndarray) -> bool:
