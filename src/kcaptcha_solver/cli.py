@@ -181,7 +181,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--init", metavar="CHECKPOINT",
                    help="start from these weights (fine-tune, e.g. a preset model for your site's config)")
     p.add_argument("--screen", type=float, default=0.0, metavar="SHARE",
-                   help="share of images shown shrunk as a DPR-1 screenshot shows them (0.55-1x), to read "
+                   help="share of images seen as a screenshot shows them (scaled 0.55-2x and back), to read "
                    "screenshots (default 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_run_train)
