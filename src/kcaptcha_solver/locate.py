@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 EDGE = 6  # grey levels between neighbours that make an edge pixel (#e9e9e9 on white: 22, 1.25 px blended in JPEG: ~10)
+DENSITY = 0.85  # share of a line's pixels that are edge pixels
 GAP = 2  # px of no edge tolerated inside a run (JPEG specks); Gnuboard puts the answer box 3 CSS px away
 ASPECT_TOL = 0.07  # relative height/width mismatch accepted; Gnuboard's PC-for-phones shows 160x60 as 158x58
 SCALE_MIN, SCALE_MAX = 0.55, 3.4  # displayed width / model width: 0.63 (desktop, DPR 1) to 3x, with room
@@ -81,16 +82,23 @@ def _edges(gray: np.ndarray) -> np.ndarray:
     return np.concatenate([border, inner, border])
 
 
-def _runs(row: np.ndarray, min_len: int) -> list[tuple[int, int]]:
-    """[start, end) of the runs of True in ``row`` at least ``min_len`` long, closing gaps up to GAP."""
-    idx = np.flatnonzero(row)
-    if idx.size < min_len:
+def _runs(edges: np.ndarray, rows: np.ndarray, min_len: int) -> list[tuple[int, int, int]]:
+    """(row, start, end) of the runs of edge pixels in ``rows`` at least ``min_len`` long, closing gaps up
+    to GAP, in one pass: the rows are laid end to end with a gap wide enough to cut between them."""
+    stride = edges.shape[1] + GAP + 2
+    laid = np.zeros((len(rows), stride), bool)
+    laid[:, :edges.shape[1]] = edges[rows]
+    idx = np.flatnonzero(laid.ravel())
+    if idx.size == 0:
         return []
     cuts = np.flatnonzero(np.diff(idx) > GAP + 1)
-    starts = idx[np.concatenate([[0], cuts + 1])]
-    ends = idx[np.concatenate([cuts, [idx.size - 1]])] + 1
-    keep = ends - starts >= min_len
-    return list(zip(starts[keep].tolist(), ends[keep].tolist(), strict=True))
+    first, last = np.concatenate([[0], cuts + 1]), np.concatenate([cuts, [idx.size - 1]])
+    starts, ends = idx[first], idx[last] + 1
+    # A border is an edge almost all along; a line of text is one only here and there.
+    keep = (ends - starts >= min_len) & (last - first + 1 >= DENSITY * (ends - starts))
+    row, x0 = np.divmod(starts[keep], stride)
+    x1 = x0 + (ends - starts)[keep]
+    return list(zip(rows[row].tolist(), x0.tolist(), x1.tolist(), strict=True))
 
 
 def _is_line(gray: np.ndarray, i: int, a: int, b: int) -> bool:
@@ -105,9 +113,7 @@ def _boxes(gray: np.ndarray, sizes: list[tuple[int, int]]) -> list[tuple[tuple[i
     max_h = SCALE_MAX * max(sh for _, sh in sizes) + 8
     edges = _edges(gray)  # edges[i]: between rows i-1 and i (row -1 and row h are outside)
     counts = edges.view(np.uint8).sum(axis=1, dtype=np.int32)
-    runs: list[tuple[int, int, int]] = []  # (edge row, x0, x1)
-    for i in np.flatnonzero(counts >= min_w):
-        runs.extend((int(i), a, b) for a, b in _runs(edges[i], min_w) if _is_line(gray, int(i), a, b))
+    runs = [r for r in _runs(edges, np.flatnonzero(counts >= min_w), min_w) if _is_line(gray, *r)]
     # A top and a bottom line over a common stretch at least as wide as a model's shape needs at that
     # height. A line may run on into a neighbour (the answer box 3 px away, once JPEG noise bridges the
     # gap), so the sides are found afterwards, from vertical lines.
@@ -118,18 +124,23 @@ def _boxes(gray: np.ndarray, sizes: list[tuple[int, int]]) -> list[tuple[tuple[i
             if height > max_h:
                 break
             x0, x1 = max(a0, b0), min(a1, b1)
+            left, right = abs(a0 - b0) <= SIDE_TOL, abs(a1 - b1) <= SIDE_TOL
+            if height < MIN_HEIGHT * 0.9 or not (left or right):  # a frame's two lines end together on a side
+                continue
             for size in sizes:
                 expected = height * size[0] / size[1]
-                if height >= MIN_HEIGHT * 0.9 and x1 - x0 >= expected * (1 - ASPECT_TOL) - SIDE_TOL:
-                    pairs.append((expected, top, bottom, x0, x1, size))
+                if x1 - x0 >= expected * (1 - ASPECT_TOL) - SIDE_TOL:
+                    pairs.append((expected, top, bottom, x0 if left else None, x1 if right else None, size))
     out: list[tuple[tuple[int, int, int, int], tuple[int, int]]] = []
     # Lowest first: a captcha inside a taller captcha-shaped frame (a crop whose own edges have the right
     # shape) is the captcha; the lines of its own border nest around it and are skipped. Between shapes
     # of one height, the widest first: a digit's long stroke can pass for the side of a narrower shape.
-    for _, top, bottom, x0, x1, size in sorted(pairs, key=lambda p: (p[2] - p[1], -p[0], p[1])):
-        if any(_overlap((x0, top, x1 - x0, bottom - top), box) for box, _ in out):
+    for expected, top, bottom, x0, x1, size in sorted(pairs, key=lambda p: (p[2] - p[1], -p[0], p[1])):
+        # The frame, from the side where both lines end (the other may run on into a neighbour).
+        a = x0 if x0 is not None else round(x1 - expected)
+        if any(_overlap((a, top, round(expected), bottom - top), box) for box, _ in out):
             continue
-        box = _refine(gray, edges, top, bottom, x0, x1, size)
+        box = _refine(gray, edges, top, bottom, a, x0 is not None, expected, size)
         if box is not None and not any(_overlap(box, other) for other, _ in out):
             out.append((box, size))
     return sorted(out, key=lambda f: (f[0][1], f[0][0]))
@@ -158,28 +169,41 @@ def _vertical_lines(gray: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.
 
 
 def _refine(
-    gray: np.ndarray, edges: np.ndarray, top: int, bottom: int, x0: int, x1: int, size: tuple[int, int],
+    gray: np.ndarray, edges: np.ndarray, top: int, bottom: int, x0: int, from_left: bool, outer: float,
+    size: tuple[int, int],
 ) -> tuple[int, int, int, int] | None:
-    """The image inside its border, from a top and a bottom line: the innermost lines near each (a border
-    is 1-4 px), then the two vertical lines whose distance fits the height best."""
+    """The image inside its border, from a top and a bottom line that start at ``x0`` (or, when not
+    ``from_left``, whose right ends are ``outer`` px right of it): the innermost lines near the top and
+    the bottom (a border is 1-4 px), then the vertical lines at the anchored side and where the height
+    says the other side is. Only small windows are read, so a page-wide pair of lines costs little."""
+    w = gray.shape[1]
     height = bottom - top
     band = max(2, round(0.06 * height))  # a 1-CSS-px border at 3x, plus blending, is ~4 px
-    full = edges[top:bottom + 1, x0:x1].view(np.uint8).sum(axis=1) >= LINE * (x1 - x0)  # row top + k
-    tops = [top + k for k in range(band + 1) if full[k]]
-    bottoms = [bottom - k for k in range(band + 1) if full[height - k]]
-    if not tops or not bottoms:
+    a, b = max(x0, 0), min(round(x0 + outer), w)
+    need = LINE * (b - a)
+    head = edges[top:top + band + 1, a:b].view(np.uint8).sum(axis=1) >= need
+    tail = edges[bottom - band:bottom + 1, a:b].view(np.uint8).sum(axis=1) >= need
+    if not head.any() or not tail.any():
         return None
-    y0, y1 = max(tops), min(bottoms)  # content rows [y0, y1)
+    y0, y1 = top + int(np.flatnonzero(head).max()), bottom - band + int(np.flatnonzero(tail).min())
     expected = (y1 - y0) * size[0] / size[1]
-    cols = _vertical_lines(gray, y0, y1, x0 - SIDE_TOL - 1, x1 + SIDE_TOL + 1)
-    if cols.size < 2:
+    tol = ASPECT_TOL * expected + SIDE_TOL
+    reach = band + SIDE_TOL + 1
+    if from_left:
+        near = _vertical_lines(gray, y0, y1, x0 - reach, x0 + reach)
+        far = _vertical_lines(gray, y0, y1, round(x0 + expected - tol), round(x0 + expected + tol) + reach)
+        pairs = [(c0, c1) for c0 in near for c1 in far if c1 > c0]
+    else:
+        end = round(x0 + outer)
+        near = _vertical_lines(gray, y0, y1, end - reach, end + reach)
+        far = _vertical_lines(gray, y0, y1, round(end - expected - tol) - reach, round(end - expected + tol))
+        pairs = [(c0, c1) for c1 in near for c0 in far if c1 > c0]
+    if not pairs:
         return None
-    widths = cols[None, :] - cols[:, None]
-    miss = np.where(widths > 0, np.abs(widths - expected), np.inf)
-    i, j = np.unravel_index(np.argmin(miss), miss.shape)
-    if miss[i, j] > ASPECT_TOL * expected + SIDE_TOL:
+    c0, c1 = min(pairs, key=lambda p: (abs(p[1] - p[0] - expected), -p[0]))
+    if abs(c1 - c0 - expected) > tol:
         return None
-    c0, c1 = int(cols[i]), int(cols[j])
+    c0, c1 = int(c0), int(c1)
     aspect = (y1 - y0) * size[0] / ((c1 - c0) * size[1])
     if abs(aspect - 1) > ASPECT_TOL:
         return None
