@@ -3,16 +3,21 @@
 numpy and Pillow only, so the solver, the service and the page's Python twin can all use it.
 
 How: a captcha on a page is a rectangle with the shape of a model's input (160x60, 160x92, ...) whose
-edges are straight lines where its background meets a border or the page: Gnuboard draws a 1-px
+sides are straight lines where its background meets a border or the page: Gnuboard draws a 1-px
 border round it (``#898989`` on the desktop skin, ``#e9e9e9`` on the PC layout for phones). So we
 
-1. mark, on the green channel, the pixels that differ from the one below by at least ``EDGE`` levels,
-   and keep the long horizontal runs of them (a few px of gap allowed, for ink touching the edge);
-2. pair a run with a lower run of the same extent whose distance gives a model's aspect ratio;
-3. for each pair, take the innermost top, bottom, left and right edge lines in a small window
-   around it: the image inside its border;
-4. keep boxes whose inside looks like a captcha (a light background with some dark ink).
+1. mark, on the green channel, the pixels that differ from the one above by at least ``EDGE`` levels,
+   and keep the long horizontal runs that are edge almost all along and have a flat colour (a border,
+   the page) on one side: text, photos and noise give none;
+2. pair a run with a lower one that ends with it on at least one side (the other end may run on into
+   a neighbour, such as the answer box 3 px away) and is far enough below for some model's shape;
+3. take the innermost lines near the top and the bottom (inside a 1-4 px border), the width the
+   height asks for, and the vertical lines at the shared end and at that distance from it;
+4. keep the box when a flat colour lies just outside each side and the inside looks like a captcha
+   (a plain light background with some dark ink).
 
+Lower frames are tried first, so a captcha inside a taller captcha-shaped frame is the captcha; between
+shapes of one height, the widest first (a digit's long stroke can pass for a narrower shape's side).
 The picture's own edges count as lines, so a crop of the image alone (with or without border) is
 found the same way. A picture already at a model's size is returned whole, with no search.
 """
@@ -67,8 +72,6 @@ def locate(rgb: np.ndarray, sizes: Sequence[tuple[int, int]], resample: int = RE
     for box, size in _boxes(green, sizes):
         x, y, bw, bh = box
         crop = rgb[y:y + bh, x:x + bw]
-        if not _looks_like_captcha(green[y:y + bh, x:x + bw]):
-            continue
         pixels = crop if (bw, bh) == size else np.asarray(Image.fromarray(crop).resize(size, resample))
         found.append(Found(box, size, pixels))
     return found
@@ -141,7 +144,10 @@ def _boxes(gray: np.ndarray, sizes: list[tuple[int, int]]) -> list[tuple[tuple[i
         if any(_overlap((a, top, round(expected), bottom - top), box) for box, _ in out):
             continue
         box = _refine(gray, edges, top, bottom, a, x0 is not None, expected, size)
-        if box is not None and not any(_overlap(box, other) for other, _ in out):
+        if box is None or any(_overlap(box, other) for other, _ in out):
+            continue
+        x, y, bw, bh = box
+        if _looks_like_captcha(gray[y:y + bh, x:x + bw]):
             out.append((box, size))
     return sorted(out, key=lambda f: (f[0][1], f[0][0]))
 
