@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from conftest import sample_files
 from PIL import Image
 
 from kcaptcha_solver.cli import main
@@ -197,3 +198,18 @@ def test_evaluate_only_unusable_files_is_an_error(tmp_path, dev_model, capsys):
     Image.fromarray(np.zeros((40, 100, 3), np.uint8)).save(tmp_path / "34_small.png")
     code, _, err = _evaluate([str(tmp_path), "--model", str(dev_model)], capsys)
     assert code != 0 and "no usable images" in err and "size 100x40" in err
+
+
+def test_screen_views_are_seeded_and_keep_the_size(shared_dir: Path) -> None:
+    """--screen: a share of a batch becomes screen views (shrunk or enlarged, then back), the same per seed."""
+    from kcaptcha_solver.train import screen_views
+
+    batch = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sample_files(shared_dir / "gnuboard5")[:8]])
+    same = batch.copy()
+    screen_views(same, 0.0, 5)
+    assert np.array_equal(same, batch)
+    a, b = batch.copy(), batch.copy()
+    screen_views(a, 1.0, 5)
+    screen_views(b, 1.0, 5)
+    assert a.shape == batch.shape and np.array_equal(a, b)
+    assert all(not np.array_equal(a[i], batch[i]) for i in range(len(batch)))

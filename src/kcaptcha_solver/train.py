@@ -21,12 +21,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from . import general
 from .errors import ConfigError, ModelError
 from .generator import Generator
+from .locate import RESAMPLE
 from .model import ModelSpec, build, greedy_decode, load_checkpoint
 from .trainconfig import TrainConfig
 
@@ -77,9 +79,36 @@ class CaptchaStream(IterableDataset):
         for b in range(wid, self.count // bs, nw):
             start = self.cfg.seed + self.first + b * bs
             images, labels = zip(*(draw(start + i) for i in range(bs)), strict=True)
-            yield torch.from_numpy(np.stack(images)), torch.from_numpy(
-                targets_for(list(labels), task.classes, task.length[1])
-            )
+            images = np.stack(images)
+            screen_views(images, self.cfg.screen, start)
+            yield torch.from_numpy(images), torch.from_numpy(targets_for(list(labels), task.classes, task.length[1]))
+
+
+# Screens show Gnuboard's 160x60 captcha at 0.633x its pixels (38 CSS px high inside a 40-px border box)
+# times the device-pixel-ratio: 0.63 at DPR 1, 0.79 at 1.25, 0.95 at 1.5, 1.27 at 2, 1.9 at 3; locate.py
+# brings it back to the model's size. --screen trains on such views (benchmarks/screenshots.py).
+SCREEN_SCALES = (0.55, 2.0)
+SCREEN_FILTERS = (Image.BILINEAR, Image.BICUBIC, Image.HAMMING, Image.LANCZOS)  # browsers' filters vary
+
+
+def screen_view(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``image`` as a screen shows it (a random scale, filter and pixel-grid offset), then brought back to
+    its size the way locate.py does: what the solver reads from a screenshot."""
+    h, w = image.shape[:2]
+    f = rng.uniform(*SCREEN_SCALES)
+    ox, oy = rng.uniform(0, 0.5 / f, 2)  # where the screen's pixel grid falls on the image
+    filt = SCREEN_FILTERS[rng.integers(len(SCREEN_FILTERS))]
+    small = Image.fromarray(image).resize((round(w * f), round(h * f)), filt, box=(ox, oy, w, h))
+    return np.asarray(small.resize((w, h), RESAMPLE))
+
+
+def screen_views(images: np.ndarray, share: float, seed: int) -> None:
+    """Replace about ``share`` of a uint8 batch [B, H, W, 3] by screen views, in place."""
+    if not share:
+        return
+    rng = np.random.default_rng(seed)
+    for i in np.flatnonzero(rng.random(len(images)) < share):
+        images[i] = screen_view(images[i], rng)
 
 
 def drawer(cfg: TrainConfig, family: str = general.NAME) -> Callable[[int], tuple[np.ndarray, str]]:
@@ -103,7 +132,9 @@ def make_validation(cfg: TrainConfig) -> dict[str, tuple[torch.Tensor, torch.Ten
     for family, count in [("", cfg.val_count)] + [(f, cfg.family_count) for f in cfg.families]:
         draw = drawer(cfg, family or general.NAME)
         images, labels = zip(*(draw(first + i) for i in range(count)), strict=True)
-        sets[family] = (torch.from_numpy(np.stack(images)),
+        images = np.stack(images)
+        screen_views(images, cfg.screen, first)  # the same mix as training, so "best" means best on it
+        sets[family] = (torch.from_numpy(images),
                         torch.from_numpy(targets_for(list(labels), task.classes, task.length[1])))
         first += count
     return sets
@@ -192,6 +223,8 @@ def train(
 
     out = Path(out)
     cfg.check_seeds()
+    if not 0 <= cfg.screen <= 1:
+        raise ConfigError(f"screen share must be between 0 and 1, got {cfg.screen}")
     task = cfg.task()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -55,6 +55,9 @@ class TrainConfig:
                           metavar="FILE.json")
     init: str | None = option(None, "start from these weights with a fresh schedule (fine-tune, e.g. a preset "
                               "model for your site's config)", metavar="CHECKPOINT")
+    # Screens show the 160x60 captcha at 0.63x (desktop, DPR 1) to 1.9x (DPR 3); locate.py brings it back.
+    screen: float = option(0.0, "share of images seen as a screenshot shows them (scaled 0.55-2x and back), "
+                           "to read screenshots", metavar="SHARE")
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:

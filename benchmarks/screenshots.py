@@ -1,0 +1,158 @@
+"""How well screenshots of real PHP captchas are read: locate.py finds the captcha, the shipped Solver reads it.
+
+Real images from the shared sample are shown in Gnuboard 5's captcha markup (kcaptcha_solver.screenshot:
+desktop, mobile and PC-for-phones skins) by headless Chromium at device-pixel-ratios 1-3, each cut five
+ways (the image alone, with its border, with some page round it, the fieldset, the whole form) and saved
+as PNG and as JPEG (quality 90). Each picture is decoded, located and read with ``Solver("auto")``;
+a picture counts as read when exactly one captcha is found and its text is the label. Every resampling
+in RESAMPLINGS is scored on the same boxes, so the choice in locate.py is measured, not assumed.
+
+Time: the form pasted on a 1920x1080 screen (``screenshot.screen``), decoded pixels in memory, locate +
+read on one thread, after a warm-up.
+
+    python benchmarks/screenshots.py [--count 36] [--out benchmarks/results/screenshots.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from kcaptcha_solver.locate import RESAMPLE, locate
+from kcaptcha_solver.screenshot import CROPS, DPRS, SKINS, Renderer, sample_images, screen
+from kcaptcha_solver.solver import Solver, decode_bytes
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("KCAPTCHA_SHARED", ROOT.parent / "shared" / "real-kcaptcha"))
+PRESETS = ("gnuboard5", "seed-l2", "kcaptcha-default")
+FORMATS = ("PNG", "JPEG")
+RESAMPLINGS = {"nearest": Image.NEAREST, "box": Image.BOX, "lanczos": Image.LANCZOS, "bilinear": Image.BILINEAR}
+TARGETS = {"dpr>=1.25": 99.5, "desktop dpr 1": 98.5}
+MAX_PIXELS = 3840 * 2160
+
+
+def pct(ok: int, n: int) -> float:
+    return round(100 * ok / n, 2) if n else 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--count", type=int, default=36, help="real images per preset (default 36)")
+    ap.add_argument("--start", type=int, default=0, help="first sample index (default 0)")
+    ap.add_argument("--presets", nargs="+", default=PRESETS, choices=PRESETS, help="sample folders (default all)")
+    ap.add_argument("--timing", type=int, default=60, help="1920x1080 screens timed (default 60)")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "screenshots.json")
+    args = ap.parse_args(argv)
+
+    solver = Solver("auto")
+    sizes = sorted({(m.width, m.height) for m in solver.models.values()})
+    sources = {p: sample_images(SHARED / p, args.count, args.start) for p in args.presets}
+    # (resampling, preset, skin, dpr, crop, format) -> [read, total]; found-count problems per cell
+    tally: dict[tuple, list[int]] = defaultdict(lambda: [0, 0])
+    misses: dict[tuple, int] = defaultdict(int)
+    errors: list[dict] = []
+    forms = []
+    started = time.time()
+    with Renderer() as renderer:
+        for skin in SKINS:
+            for dpr in DPRS:
+                for preset in args.presets:
+                    for shot in renderer.render(sources[preset], skin, dpr, seed=int(dpr * 100)):
+                        if shot.crop == "form" and skin == "desktop":
+                            forms.append(shot)
+                        for fmt in FORMATS:
+                            rgb = decode_bytes(shot.encode(fmt), MAX_PIXELS)
+                            found = locate(rgb, sizes)
+                            key = (preset, skin, dpr, shot.crop, fmt)
+                            if len(found) != 1:
+                                misses[key] += 1
+                            for name, method in RESAMPLINGS.items():
+                                cell = tally[(name, *key)]
+                                cell[1] += 1
+                                if len(found) != 1:
+                                    continue
+                                f = found[0]
+                                x, y, w, h = f.box
+                                crop = rgb[y:y + h, x:x + w]
+                                px = np.asarray(Image.fromarray(crop).resize(f.size, method))
+                                text = solver.solve(px).text
+                                cell[0] += text == shot.label
+                                if name == "nearest" and text != shot.label:
+                                    errors.append({"file": shot.source, "label": shot.label, "read": text,
+                                                   "skin": skin, "dpr": dpr, "crop": shot.crop, "format": fmt,
+                                                   "box": f.box, "true_box": [round(v, 2) for v in shot.box]})
+                print(f"{skin} dpr {dpr}: {time.time() - started:.0f} s", file=sys.stderr, flush=True)
+
+    def group(resampling: str, keep) -> dict:
+        ok = n = 0
+        for (r, *key), (a, b) in tally.items():
+            if r == resampling and keep(*key):
+                ok, n = ok + a, n + b
+        return {"accuracy": pct(ok, n), "read": ok, "pictures": n}
+
+    default = next(k for k, v in RESAMPLINGS.items() if v == RESAMPLE)
+    presets = tuple(args.presets)
+    by = {
+        "preset_skin_dpr": {f"{pre} {skin} dpr {d}": group(
+            default, lambda p, s, dd, c, f, p0=pre, s0=skin, d0=d: p == p0 and s == s0 and dd == d0)
+            for pre in presets for skin in SKINS for d in DPRS},
+        "crop": {c: group(default, lambda p, s, d, cc, f, c0=c: cc == c0) for c in CROPS},
+        "preset": {p: group(default, lambda pp, s, d, c, f, p0=p: pp == p0) for p in presets},
+        "format": {f: group(default, lambda p, s, d, c, ff, f0=f: ff == f0) for f in FORMATS},
+    }
+    targets = {pre: {
+        "dpr>=1.25": group(default, lambda p, s, d, c, f, p0=pre: p == p0 and d >= 1.25),
+        "desktop dpr 1": group(default, lambda p, s, d, c, f, p0=pre: p == p0 and s == "desktop" and d == 1)}
+        for pre in presets}
+    resamplings = {f"{r} {pre}": {
+        "all": group(r, lambda p, s, d, c, f, p0=pre: p == p0),
+        "dpr>=1.25": group(r, lambda p, s, d, c, f, p0=pre: p == p0 and d >= 1.25),
+        "desktop dpr 1": group(r, lambda p, s, d, c, f, p0=pre: p == p0 and s == "desktop" and d == 1),
+        "dpr 3": group(r, lambda p, s, d, c, f, p0=pre: p == p0 and d == 3)}
+        for r in RESAMPLINGS for pre in presets}
+
+    # Time: locate + read on a 1920x1080 screen holding the form, one thread, pixels already decoded.
+    screens = [screen(s, seed=k) for k, s in enumerate(forms[:args.timing])]
+    for s in screens[:5]:
+        solver.solve_many([f.pixels for f in locate(s.pixels, sizes)])
+    times, right = [], 0
+    for s in screens:
+        t = time.perf_counter()
+        found = locate(s.pixels, sizes)
+        texts = [r.text for r in solver.solve_many([f.pixels for f in found])] if found else []
+        times.append((time.perf_counter() - t) * 1000)
+        right += texts == [s.label]
+    times.sort()
+    result = {
+        "what": "real PHP captchas (shared sample) in Gnuboard 5 markup, rendered by Chromium, located and read",
+        "presets": presets, "images_per_preset": args.count, "first_index": args.start,
+        "skins": SKINS, "dprs": DPRS, "crops": CROPS, "formats": FORMATS, "resampling": default, "targets": TARGETS,
+        "at_targets": targets, "by": by, "resamplings": resamplings,
+        "not_one_found": {"/".join(map(str, k)): v for k, v in misses.items()},
+        "screen_1920x1080": {"screens": len(times), "read": right,
+                             "ms_mean": round(statistics.fmean(times), 2),
+                             "ms_median": round(times[len(times) // 2], 2),
+                             "ms_p95": round(times[int(0.95 * (len(times) - 1))], 2), "threads": 1},
+        "misread": errors[:200],
+        "wall_s": round(time.time() - started, 1),
+        "load_average": os.getloadavg(), "machine": platform.machine(), "python": platform.python_version(),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps({"at_targets": targets, "resamplings": resamplings, "screen": result["screen_1920x1080"]},
+                     indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

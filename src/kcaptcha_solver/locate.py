@@ -1,0 +1,238 @@
+"""Find captchas in a picture (a screenshot, a loose crop, the bare image) and cut them out at a model's size.
+
+numpy and Pillow only, so the solver, the service and the page's Python twin can all use it.
+
+How: a captcha on a page is a rectangle with the shape of a model's input (160x60, 160x92, ...) whose
+sides are straight lines where its background meets a border or the page: Gnuboard draws a 1-px
+border round it (``#898989`` on the desktop skin, ``#e9e9e9`` on the PC layout for phones). So we
+
+1. mark, on the green channel, the pixels that differ from the one above by at least ``EDGE`` levels,
+   and keep the long horizontal runs that are edge almost all along and have a flat colour (a border,
+   the page) on one side: text, photos and noise give none;
+2. pair a run with a lower one that ends with it on at least one side (the other end may run on into
+   a neighbour, such as the answer box 3 px away) and is far enough below for some model's shape;
+3. take the innermost lines near the top and the bottom (inside a 1-4 px border), the width the
+   height asks for, and the vertical lines at the shared end and at that distance from it;
+4. keep the box when a flat colour lies just outside each side and the inside looks like a captcha
+   (a plain light background with some dark ink).
+
+Lower frames are tried first, so a captcha inside a taller captcha-shaped frame is the captcha; between
+shapes of one height, the widest first (a digit's long stroke can pass for a narrower shape's side).
+The picture's own edges count as lines, so a crop of the image alone (with or without border) is
+found the same way. A picture already at a model's size is returned whole, with no search.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+EDGE = 6  # grey levels between neighbours that make an edge pixel (#e9e9e9 on white: 22, 1.25 px blended in JPEG: ~10)
+DENSITY = 0.85  # share of a line's pixels that are edge pixels
+GAP = 2  # px of no edge tolerated inside a run (JPEG specks); Gnuboard puts the answer box 3 CSS px away
+ASPECT_TOL = 0.07  # relative height/width mismatch accepted; Gnuboard's PC-for-phones shows 160x60 as 158x58
+SCALE_MIN, SCALE_MAX = 0.55, 3.4  # displayed width / model width: 0.63 (desktop, DPR 1) to 3x, with room
+# Gnuboard shows every captcha 38 CSS px high inside its border, whatever its size: a 160x92 image is
+# 66x38 at DPR 1 (0.41 of its size), so the smallest width searched for also follows from this height.
+MIN_HEIGHT = 36
+# Share of a side's pixels that must be edge pixels for it to be a line: a pale border (#e9e9e9 on white)
+# blended over 1.25 device px and saved as JPEG keeps only ~70 % of its pixels 10 levels apart.
+LINE = 0.6
+SIDE_TOL = 3  # px by which a line's end may miss the side it belongs to
+FLAT_TOL, FLAT_SHARE = 24, 0.8  # a border or page line: 80 % of it within 24 levels of its median
+INK_MIN, INK_MAX = 0.01, 0.6  # fraction of dark pixels inside a captcha
+# ...on one background level: >= 61 % of the real sample images' pixels are within 16 levels of their 90th percentile
+BACKGROUND_MIN, BACKGROUND_TOL = 0.35, 16
+# Resampling from the screen back to the model's pixels, chosen by benchmarks/screenshots.py.
+RESAMPLE = Image.NEAREST
+
+
+@dataclass(frozen=True)
+class Found:
+    """One captcha: ``box`` (x, y, w, h) in the input's pixels, the model size it fits, and the crop
+    resampled to that size (uint8 [height, width, 3])."""
+
+    box: tuple[int, int, int, int]
+    size: tuple[int, int]
+    pixels: np.ndarray
+
+
+def locate(rgb: np.ndarray, sizes: Sequence[tuple[int, int]], resample: int = RESAMPLE) -> list[Found]:
+    """Every captcha in ``rgb`` (uint8 [H, W, 3]) that has the shape of one of ``sizes`` ((width, height)
+    of the models), top to bottom; an empty list when there is none."""
+    h, w = rgb.shape[:2]
+    sizes = list(dict.fromkeys(tuple(s) for s in sizes))
+    if (w, h) in sizes:  # the bare captcha: nothing to search
+        return [Found((0, 0, w, h), (w, h), rgb)]
+    green = np.ascontiguousarray(rgb[:, :, 1])
+    found: list[Found] = []
+    for box, size in _boxes(green, sizes):
+        x, y, bw, bh = box
+        crop = rgb[y:y + bh, x:x + bw]
+        pixels = crop if (bw, bh) == size else np.asarray(Image.fromarray(crop).resize(size, resample))
+        found.append(Found(box, size, pixels))
+    return found
+
+
+def _edges(gray: np.ndarray) -> np.ndarray:
+    """[H+1, W] bool: row i marks a change between rows i-1 and i; the picture's top and bottom are edges."""
+    a, b = gray[1:], gray[:-1]
+    inner = (np.maximum(a, b) - np.minimum(a, b)) >= EDGE
+    border = np.ones((1, gray.shape[1]), bool)
+    return np.concatenate([border, inner, border])
+
+
+def _runs(edges: np.ndarray, rows: np.ndarray, min_len: int) -> list[tuple[int, int, int]]:
+    """(row, start, end) of the runs of edge pixels in ``rows`` at least ``min_len`` long, closing gaps up
+    to GAP, in one pass: the rows are laid end to end with a gap wide enough to cut between them."""
+    stride = edges.shape[1] + GAP + 2
+    laid = np.zeros((len(rows), stride), bool)
+    laid[:, :edges.shape[1]] = edges[rows]
+    idx = np.flatnonzero(laid.ravel())
+    if idx.size == 0:
+        return []
+    cuts = np.flatnonzero(np.diff(idx) > GAP + 1)
+    first, last = np.concatenate([[0], cuts + 1]), np.concatenate([cuts, [idx.size - 1]])
+    starts, ends = idx[first], idx[last] + 1
+    # A border is an edge almost all along; a line of text is one only here and there.
+    keep = (ends - starts >= min_len) & (last - first + 1 >= DENSITY * (ends - starts))
+    row, x0 = np.divmod(starts[keep], stride)
+    x1 = x0 + (ends - starts)[keep]
+    return list(zip(rows[row].tolist(), x0.tolist(), x1.tolist(), strict=True))
+
+
+def _is_line(gray: np.ndarray, i: int, a: int, b: int) -> bool:
+    """Edge row i (between rows i-1 and i) over [a, b) is a line: one side of it is a flat border or page
+    (in noise or a photo neither side is). The picture's own top and bottom are lines."""
+    h = gray.shape[0]
+    return i == 0 or i == h or _flat(gray[i - 1, a:b]) or _flat(gray[i, a:b])
+
+
+def _boxes(gray: np.ndarray, sizes: list[tuple[int, int]]) -> list[tuple[tuple[int, int, int, int], tuple[int, int]]]:
+    min_w = int(min(min(SCALE_MIN * sw, MIN_HEIGHT * sw / sh) for sw, sh in sizes))
+    max_h = SCALE_MAX * max(sh for _, sh in sizes) + 8
+    edges = _edges(gray)  # edges[i]: between rows i-1 and i (row -1 and row h are outside)
+    counts = edges.view(np.uint8).sum(axis=1, dtype=np.int32)
+    runs = [r for r in _runs(edges, np.flatnonzero(counts >= min_w), min_w) if _is_line(gray, *r)]
+    # A top and a bottom line over a common stretch at least as wide as a model's shape needs at that
+    # height. A line may run on into a neighbour (the answer box 3 px away, once JPEG noise bridges the
+    # gap), so the sides are found afterwards, from vertical lines.
+    pairs = []  # (expected width, top edge, bottom edge, x0, x1, size)
+    for k, (top, a0, a1) in enumerate(runs):
+        for bottom, b0, b1 in runs[k + 1:]:
+            height = bottom - top
+            if height > max_h:
+                break
+            x0, x1 = max(a0, b0), min(a1, b1)
+            left, right = abs(a0 - b0) <= SIDE_TOL, abs(a1 - b1) <= SIDE_TOL
+            if height < MIN_HEIGHT * 0.9 or not (left or right):  # a frame's two lines end together on a side
+                continue
+            for size in sizes:
+                expected = height * size[0] / size[1]
+                if x1 - x0 >= expected * (1 - ASPECT_TOL) - SIDE_TOL:
+                    pairs.append((expected, top, bottom, x0 if left else None, x1 if right else None, size))
+    out: list[tuple[tuple[int, int, int, int], tuple[int, int]]] = []
+    # Lowest first: a captcha inside a taller captcha-shaped frame (a crop whose own edges have the right
+    # shape) is the captcha; the lines of its own border nest around it and are skipped. Between shapes
+    # of one height, the widest first: a digit's long stroke can pass for the side of a narrower shape.
+    for expected, top, bottom, x0, x1, size in sorted(pairs, key=lambda p: (p[2] - p[1], -p[0], p[1])):
+        # The frame, from the side where both lines end (the other may run on into a neighbour).
+        a = x0 if x0 is not None else round(x1 - expected)
+        if any(_overlap((a, top, round(expected), bottom - top), box) for box, _ in out):
+            continue
+        box = _refine(gray, edges, top, bottom, a, x0 is not None, expected, size)
+        if box is None or any(_overlap(box, other) for other, _ in out):
+            continue
+        x, y, bw, bh = box
+        if _looks_like_captcha(gray[y:y + bh, x:x + bw]):
+            out.append((box, size))
+    return sorted(out, key=lambda f: (f[0][1], f[0][0]))
+
+
+def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    return ax < bx + bw and bx < ax + aw and ay < by + bh and by < ay + ah
+
+
+def _vertical_lines(gray: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    """Indices j in [x0, x1] where columns j-1 and j differ along most of rows [y0, y1); the picture's
+    sides count as lines."""
+    w = gray.shape[1]
+    lo, hi = max(x0 - 1, 0), min(x1 + 1, w)
+    rows = gray[y0:y1, lo:hi]
+    a, b = rows[:, 1:], rows[:, :-1]
+    share = ((np.maximum(a, b) - np.minimum(a, b)) >= EDGE).sum(axis=0) >= LINE * (y1 - y0)
+    lines = list(np.flatnonzero(share) + lo + 1)
+    if x0 <= 0:
+        lines.insert(0, 0)
+    if x1 >= w:
+        lines.append(w)
+    return np.array([j for j in lines if x0 <= j <= x1], dtype=int)
+
+
+def _refine(
+    gray: np.ndarray, edges: np.ndarray, top: int, bottom: int, x0: int, from_left: bool, outer: float,
+    size: tuple[int, int],
+) -> tuple[int, int, int, int] | None:
+    """The image inside its border, from a top and a bottom line that start at ``x0`` (or, when not
+    ``from_left``, whose right ends are ``outer`` px right of it): the innermost lines near the top and
+    the bottom (a border is 1-4 px), then the vertical lines at the anchored side and where the height
+    says the other side is. Only small windows are read, so a page-wide pair of lines costs little."""
+    w = gray.shape[1]
+    height = bottom - top
+    band = max(2, round(0.06 * height))  # a 1-CSS-px border at 3x, plus blending, is ~4 px
+    a, b = max(x0, 0), min(round(x0 + outer), w)
+    need = LINE * (b - a)
+    head = edges[top:top + band + 1, a:b].view(np.uint8).sum(axis=1) >= need
+    tail = edges[bottom - band:bottom + 1, a:b].view(np.uint8).sum(axis=1) >= need
+    if not head.any() or not tail.any():
+        return None
+    y0, y1 = top + int(np.flatnonzero(head).max()), bottom - band + int(np.flatnonzero(tail).min())
+    expected = (y1 - y0) * size[0] / size[1]
+    tol = ASPECT_TOL * expected + SIDE_TOL
+    reach = band + SIDE_TOL + 1
+    if from_left:
+        near = _vertical_lines(gray, y0, y1, x0 - reach, x0 + reach)
+        far = _vertical_lines(gray, y0, y1, round(x0 + expected - tol), round(x0 + expected + tol) + reach)
+        pairs = [(c0, c1) for c0 in near for c1 in far if c1 > c0]
+    else:
+        end = round(x0 + outer)
+        near = _vertical_lines(gray, y0, y1, end - reach, end + reach)
+        far = _vertical_lines(gray, y0, y1, round(end - expected - tol) - reach, round(end - expected + tol))
+        pairs = [(c0, c1) for c1 in near for c0 in far if c1 > c0]
+    if not pairs:
+        return None
+    c0, c1 = min(pairs, key=lambda p: (abs(p[1] - p[0] - expected), -p[0]))
+    if abs(c1 - c0 - expected) > tol:
+        return None
+    c0, c1 = int(c0), int(c1)
+    aspect = (y1 - y0) * size[0] / ((c1 - c0) * size[1])
+    if abs(aspect - 1) > ASPECT_TOL:
+        return None
+    # Just outside each side lies a border or the page: one flat colour (inside a captcha, ink is not).
+    h, w = gray.shape
+    outside = [gray[y0 - 1, c0:c1] if y0 > 0 else None, gray[y1, c0:c1] if y1 < h else None,
+               gray[y0:y1, c0 - 1] if c0 > 0 else None, gray[y0:y1, c1] if c1 < w else None]
+    if not all(line is None or _flat(line) for line in outside):
+        return None
+    return c0, y0, c1 - c0, y1 - y0
+
+
+def _flat(line: np.ndarray) -> bool:
+    """Most of a line within FLAT_TOL levels of its median (a border, the page; JPEG noise allowed)."""
+    median = int(np.median(line))
+    return np.count_nonzero(np.abs(line.astype(np.int16) - median) <= FLAT_TOL) >= FLAT_SHARE * line.size
+
+
+def _looks_like_captcha(gray: np.ndarray) -> bool:
+    """A plain light background with some dark ink: not a blank box, a photo, noise or a filled button."""
+    lo, hi = np.percentile(gray, (2, 90))
+    if hi - lo < 60:
+        return False
+    background = np.count_nonzero(np.abs(gray.astype(np.int16) - int(hi)) <= BACKGROUND_TOL) / gray.size
+    dark = np.count_nonzero(gray < (int(lo) + int(hi)) // 2) / gray.size
+    return background >= BACKGROUND_MIN and INK_MIN <= dark <= INK_MAX

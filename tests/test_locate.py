@@ -1,0 +1,118 @@
+"""Finding captchas in pictures (locate.py): real PHP images drawn into pages, exact boxes, nothing invented."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import MODELS, SHIPPED, label, model_files
+from PIL import Image, ImageDraw
+
+from kcaptcha_solver.inputs import decode_bytes
+from kcaptcha_solver.locate import locate
+from kcaptcha_solver.solver import Solver
+
+SIZES = sorted({(m.width, m.height) for m in SHIPPED})  # the shipped models' input sizes
+
+
+def real(shared_dir: Path, model: str, index: int = 0) -> tuple[np.ndarray, str]:
+    path = model_files(shared_dir, model)[index]
+    return np.asarray(Image.open(path).convert("RGB")), label(path)
+
+
+def on_page(captcha: np.ndarray, scale: float, at: tuple[int, int], border: str = "#898989",
+            size: tuple[int, int] = (900, 500), background: str = "#ffffff") -> Image.Image:
+    """A page with a line of text, an input box beside the captcha and the captcha in a 1-px border."""
+    page = Image.new("RGB", size, background)
+    draw = ImageDraw.Draw(page)
+    draw.text((20, 20), "Write a post - type the digits you see, in order " * 2, fill=(30, 30, 30))
+    w, h = round(captcha.shape[1] * scale), round(captcha.shape[0] * scale)
+    x, y = at
+    draw.rectangle((x - 1, y - 1, x + w, y + h), outline=border)
+    draw.rectangle((x + w + 4, y - 1, x + w + 100, y + h), outline="#cccccc")  # the answer box, 3 px away
+    page.paste(Image.fromarray(captcha).resize((w, h), Image.NEAREST), (x, y))
+    return page
+
+
+@pytest.mark.parametrize("preset", MODELS)
+def test_a_bare_captcha_is_returned_whole_without_search(shared_dir: Path, preset: str) -> None:
+    rgb, _ = real(shared_dir, preset)
+    (found,) = locate(rgb, SIZES)
+    assert found.box == (0, 0, rgb.shape[1], rgb.shape[0])
+    assert found.size == (rgb.shape[1], rgb.shape[0])
+    assert found.pixels is rgb  # the very array: nothing was searched, copied or resampled
+
+
+@pytest.mark.parametrize(("scale", "at"), [(1.0, (37, 81)), (1.5, (120, 200)), (2.0, (301, 97)), (3.0, (55, 60))])
+def test_exact_box_of_a_bordered_captcha_on_a_page(shared_dir: Path, scale: float, at: tuple[int, int]) -> None:
+    rgb, label = real(shared_dir, "gnuboard5", 3)
+    page = np.asarray(on_page(rgb, scale, at))
+    (found,) = locate(page, SIZES)
+    assert found.box == (*at, round(160 * scale), round(60 * scale))
+    assert found.size == (160, 60) and found.pixels.shape == (60, 160, 3)
+    assert Solver("gnuboard5").solve(found.pixels).text == label
+
+
+def test_each_captcha_of_a_picture_is_found_top_to_bottom(shared_dir: Path) -> None:
+    a, label_a = real(shared_dir, "gnuboard5", 5)
+    b, label_b = real(shared_dir, "kcaptcha-default", 5)
+    page = on_page(b, 1.0, (400, 300), background="#f8f8f8")
+    page.paste(on_page(a, 2.0, (30, 60)).crop((0, 0, 400, 200)), (0, 0))
+    found = locate(np.asarray(page), SIZES)
+    assert [f.box for f in found] == [(30, 60, 320, 120), (400, 300, 160, 92)]
+    assert [f.size for f in found] == [(160, 60), (160, 92)]
+    assert [r.text for r in Solver("auto").solve_many([f.pixels for f in found])] == [label_a, label_b]
+
+
+def test_pictures_without_a_captcha_give_nothing(shared_dir: Path) -> None:
+    rgb, _ = real(shared_dir, "gnuboard5")
+    blank_frame = np.asarray(on_page(np.full_like(rgb, 255), 1.5, (100, 100)))  # a border round nothing
+    text_page = Image.new("RGB", (1920, 1080), "white")
+    draw = ImageDraw.Draw(text_page)
+    for y in range(10, 1080, 18):
+        draw.text((10, y), "board post title, author, date, views " * 8, fill=(20, 20, 20))
+    noise = np.random.default_rng(0).integers(0, 256, (600, 1600, 3), dtype=np.uint8)  # 160x60-shaped
+    for picture in (np.full((1080, 1920, 3), 255, np.uint8), blank_frame, np.asarray(text_page), noise):
+        assert locate(picture, SIZES) == []
+
+
+# Chromium renders of Gnuboard's markup (screenshot.py): the truth box is the image's content box from the page.
+@pytest.fixture(scope="module")
+def renderer():
+    from kcaptcha_solver.screenshot import Renderer
+
+    with Renderer() as r:
+        yield r
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("skin", ["desktop", "mobile", "mobile-pc"])
+@pytest.mark.parametrize("dpr", [1.0, 1.25, 1.5, 2.0, 3.0])
+def test_boxes_on_rendered_screenshots(shared_dir: Path, renderer, skin: str, dpr: float) -> None:
+    """Every edge of the found box within 1 device pixel of the image's edge on the page, rounded (at
+    fractional DPRs, and at 3x with a 3-px border, the page blends the edge row), for every crop from
+    the image alone to the whole form."""
+    from kcaptcha_solver.screenshot import sample_images
+
+    presets = ["gnuboard5", "seed-l2"] + ([] if skin == "mobile-pc" else ["kcaptcha-default"])
+    for preset in presets:  # (the PC-for-phones CSS squeezes any image into 160x60, so not 160x92 ones)
+        for shot in renderer.render(sample_images(shared_dir / preset, 2, 10), skin, dpr):
+            rgb = decode_bytes(shot.encode("PNG"), 4_000_000)
+            found = locate(rgb, SIZES)
+            assert len(found) == 1, (preset, shot.crop)
+            x, y, w, h = found[0].box
+            tx, ty, tw, th = shot.box
+            edges = np.array([x, y, x + w, y + h]) - np.round([tx, ty, tx + tw, ty + th])
+            assert np.abs(edges).max() <= 1.0, (preset, shot.crop, found[0].box, shot.box)
+
+
+@pytest.mark.slow
+def test_a_rendered_set_is_read_right(shared_dir: Path, renderer) -> None:
+    from kcaptcha_solver.screenshot import sample_images
+
+    solver = Solver("auto")
+    for preset in ("gnuboard5", "seed-l2"):
+        for shot in renderer.render(sample_images(shared_dir / preset, 6, 20), "desktop", 2.0, crops=("form",)):
+            (found,) = locate(decode_bytes(shot.encode("JPEG"), 4_000_000), SIZES)
+            assert solver.solve(found.pixels).text == shot.label
