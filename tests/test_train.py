@@ -157,3 +157,25 @@ def test_evaluate_only_unusable_files_is_an_error(tmp_path, dev_model, capsys):
     Image.fromarray(np.zeros((40, 100, 3), np.uint8)).save(tmp_path / "34_small.png")
     code, _, err = _evaluate([str(tmp_path), "--model", str(dev_model)], capsys)
     assert code != 0 and "no usable images" in err and "size 100x40" in err
+
+
+def test_screen_views_are_seeded_and_keep_the_image_size(shared_dir):
+    from kcaptcha_solver.train import screen_views
+
+    first = sorted((shared_dir / "gnuboard5").iterdir())[0]
+    batch = np.stack([np.asarray(Image.open(first).convert("RGB"))] * 4)
+    untouched = batch.copy()
+    screen_views(untouched, 0.0, 7)
+    assert (untouched == batch).all()
+    a, b = batch.copy(), batch.copy()
+    screen_views(a, 1.0, 7)
+    screen_views(b, 1.0, 7)
+    assert a.shape == batch.shape and a.dtype == np.uint8 and (a == b).all()
+    assert all((a[i] != batch[i]).any() for i in range(4))  # every image was scaled and brought back
+
+
+def test_train_refuses_a_screen_share_outside_0_to_1(tmp_path, capsys):
+    code = main(["train", "--preset", "seed-l2", "--screen", "1.5", "--epochs", "1", "--out", str(tmp_path / "run")])
+    assert code == 2
+    assert "screen share" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
