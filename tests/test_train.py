@@ -213,3 +213,10 @@ def test_screen_views_are_seeded_and_keep_the_size(shared_dir: Path) -> None:
     screen_views(b, 1.0, 5)
     assert a.shape == batch.shape and np.array_equal(a, b)
     assert all(not np.array_equal(a[i], batch[i]) for i in range(len(batch)))
+
+
+def test_train_refuses_a_screen_share_outside_0_to_1(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code = main(["train", "--preset", "seed-l2", "--screen", "1.5", "--epochs", "1", "--out", str(tmp_path / "run")])
+    assert code == 2
+    assert "screen share" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
