@@ -31,9 +31,7 @@ export function locate(pixels, width, height, sizes, channels = pixels.length / 
   const known = [...new Map(sizes.map(([w, h]) => [`${w}x${h}`, [w, h]])).values()];
   const bare = known.find(([w, h]) => w === width && h === height);
   if (bare) return [{ box: [0, 0, width, height], size: bare }];
-  const gray = new Uint8Array(width * height); // the green channel, as locate.py reads
-  for (let i = 0, j = 1; i < gray.length; i++, j += channels) gray[i] = pixels[j];
-  return boxes({ gray, w: width, h: height }, known).map(([box, size]) => ({ box, size }));
+  return boxes(scan(pixels, width, height, channels), known).map(([box, size]) => ({ box, size }));
 }
 
 /** RGB integers (as reading.js's fit() takes them) of `box` in `pixels` (`width` wide, `channels` a pixel). */
@@ -55,53 +53,67 @@ function pyRound(x) {
   return x - Math.floor(x) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
-/** [H+1, W]: row i marks a change between rows i-1 and i; the picture's top and bottom are edges. */
-function edgeRows({ gray, w, h }) {
+/**
+ * What the search reads, in one pass over the pixels (a page runs this once, before the JIT has warmed
+ * up, so one simple loop beats three): the green channel (as locate.py reads), and edges [H+1, W], row i
+ * marking a change between rows i-1 and i (the picture's top and bottom are edges), with each row's count.
+ */
+function scan(pixels, w, h, channels) {
+  const gray = new Uint8Array(w * h);
   const edges = new Uint8Array((h + 1) * w);
-  edges.fill(1, 0, w);
+  const counts = new Int32Array(h + 1);
+  for (let y = 0; y < h; y++) {
+    let count = 0;
+    for (let x = 0, i = y * w, j = i * channels + 1; x < w; x++, i++, j += channels) {
+      const g = pixels[j];
+      gray[i] = g;
+      const e = y === 0 || Math.abs(g - gray[i - w]) >= EDGE ? 1 : 0;
+      edges[i] = e;
+      count += e;
+    }
+    counts[y] = count;
+  }
   edges.fill(1, h * w);
-  for (let i = w; i < h * w; i++) edges[i] = Math.abs(gray[i] - gray[i - w]) >= EDGE ? 1 : 0;
-  return edges;
+  counts[h] = w;
+  return { gray, w, h, edges, counts };
 }
 
-/** [row, start, end) of the runs of edge pixels in `row` at least `minLen` long, gaps up to GAP closed. */
+/**
+ * [row, start, end) of the runs of edge pixels in `row` at least `minLen` long, gaps up to GAP closed.
+ * The row is walked stretch by stretch (the typed array's own indexOf), not pixel by pixel.
+ */
 function rowRuns(edges, w, row, minLen, out) {
-  const base = row * w;
-  let first = -1;
+  const line = edges.subarray(row * w, (row + 1) * w);
+  let first = -1; // the run being grown: its first and last edge pixel, and how many it has
   let last = -1;
   let count = 0;
   const close = () => {
     const length = last + 1 - first;
     // A border is an edge almost all along; a line of text is one only here and there.
-    if (first >= 0 && length >= minLen && count >= DENSITY * length) out.push([row, first, last + 1]);
+    if (length >= minLen && count >= DENSITY * length) out.push([row, first, last + 1]);
   };
-  for (let x = 0; x < w; x++) {
-    if (!edges[base + x]) continue;
-    if (first >= 0 && x - last > GAP + 1) {
-      close();
-      first = -1;
-    }
-    if (first < 0) {
-      first = x;
+  for (let start = line.indexOf(1); start >= 0; ) {
+    let end = line.indexOf(0, start); // this stretch of edge pixels is [start, end)
+    if (end < 0) end = w;
+    if (first >= 0 && start - last > GAP + 1) close();
+    if (first < 0 || start - last > GAP + 1) {
+      first = start;
       count = 0;
     }
-    last = x;
-    count++;
+    count += end - start;
+    last = end - 1;
+    start = end < w ? line.indexOf(1, end) : -1;
   }
-  close();
+  if (first >= 0) close();
 }
 
 function boxes(pic, sizes) {
   const { gray, w, h } = pic;
   const minW = Math.trunc(Math.min(...sizes.map(([sw, sh]) => Math.min(SCALE_MIN * sw, (MIN_HEIGHT * sw) / sh))));
   const maxH = SCALE_MAX * Math.max(...sizes.map(([, sh]) => sh)) + 8;
-  const edges = edgeRows(pic);
+  const { edges, counts } = pic;
   const found = [];
-  for (let row = 0; row <= h; row++) {
-    let count = 0;
-    for (let i = row * w, end = i + w; i < end; i++) count += edges[i];
-    if (count >= minW) rowRuns(edges, w, row, minW, found);
-  }
+  for (let row = 0; row <= h; row++) if (counts[row] >= minW) rowRuns(edges, w, row, minW, found);
   const runs = found.filter(([i, a, b]) => isLine(pic, i, a, b));
   const pairs = []; // [expected width, top edge, bottom edge, x0 or null, x1 or null, size]
   for (let k = 0; k < runs.length; k++) {
@@ -129,7 +141,7 @@ function boxes(pic, sizes) {
   for (const [expected, top, bottom, x0, x1, size] of pairs) {
     const a = x0 !== null ? x0 : pyRound(x1 - expected);
     if (out.some(([box]) => overlap([a, top, pyRound(expected), bottom - top], box))) continue;
-    const box = refine(pic, edges, top, bottom, a, x0 !== null, expected, size);
+    const box = refine(pic, top, bottom, a, x0 !== null, expected, size);
     if (box === null || out.some(([other]) => overlap(box, other))) continue;
     if (looksLikeCaptcha(pic, box)) out.push([box, size]);
   }
@@ -168,7 +180,7 @@ function verticalLines({ gray, w }, y0, y1, x0, x1) {
 }
 
 /** How many of row r's edge pixels lie in [a, b) (numpy's slice of that row). */
-function rowCount(edges, w, r, a, b) {
+function rowCount({ edges, w }, r, a, b) {
   const [lo, hi] = slice(a, b, w);
   let count = 0;
   for (let i = r * w + lo, end = r * w + hi; i < end; i++) count += edges[i];
@@ -176,7 +188,7 @@ function rowCount(edges, w, r, a, b) {
 }
 
 /** locate.py's _refine(): the image inside its border, or null. */
-function refine(pic, edges, top, bottom, x0, fromLeft, outer, size) {
+function refine(pic, top, bottom, x0, fromLeft, outer, size) {
   const { gray, w, h } = pic;
   const height = bottom - top;
   const band = Math.max(2, pyRound(0.06 * height));
@@ -186,9 +198,9 @@ function refine(pic, edges, top, bottom, x0, fromLeft, outer, size) {
   const [h0, h1] = slice(top, top + band + 1, h + 1);
   const [t0, t1] = slice(bottom - band, bottom + 1, h + 1);
   let headMax = -1;
-  for (let r = h0; r < h1; r++) if (rowCount(edges, w, r, a, b) >= need) headMax = r - h0;
+  for (let r = h0; r < h1; r++) if (rowCount(pic, r, a, b) >= need) headMax = r - h0;
   let tailMin = -1;
-  for (let r = t0; r < t1 && tailMin < 0; r++) if (rowCount(edges, w, r, a, b) >= need) tailMin = r - t0;
+  for (let r = t0; r < t1 && tailMin < 0; r++) if (rowCount(pic, r, a, b) >= need) tailMin = r - t0;
   if (headMax < 0 || tailMin < 0) return null;
   const y0 = top + headMax;
   const y1 = bottom - band + tailMin;
@@ -224,9 +236,11 @@ function refine(pic, edges, top, bottom, x0, fromLeft, outer, size) {
   return [c0, y0, c1 - c0, y1 - y0];
 }
 
-/** How many of each grey level `n` pixels from `start`, `step` apart, hold. */
+const LEVELS = new Int32Array(256); // one histogram at a time, reused: no allocation per line
+
+/** How many of each grey level `n` pixels from `start`, `step` apart, hold (in LEVELS). */
 function histogram(gray, start, step, n) {
-  const counts = new Int32Array(256);
+  const counts = LEVELS.fill(0);
   for (let k = 0, i = start; k < n; k++, i += step) counts[gray[i]]++;
   return counts;
 }
@@ -263,7 +277,7 @@ function percentile(counts, n, q) {
 
 /** A plain light background with some dark ink: not a blank box, a photo, noise or a filled button. */
 function looksLikeCaptcha({ gray, w }, [x, y, bw, bh]) {
-  const counts = new Int32Array(256);
+  const counts = LEVELS.fill(0);
   for (let r = y; r < y + bh; r++) for (let i = r * w + x, end = i + bw; i < end; i++) counts[gray[i]]++;
   const n = bw * bh;
   const lo = percentile(counts, n, 2);
