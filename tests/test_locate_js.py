@@ -85,20 +85,28 @@ def empty_pictures(shared_dir: Path) -> dict[str, np.ndarray]:
 
 
 def screenshots(shared_dir: Path) -> list[tuple[str, np.ndarray, tuple]]:
-    """Chromium renders of Gnuboard's form (screenshot.py), saved as PNG or JPEG and decoded by Pillow."""
+    """Chromium renders of Gnuboard's form (screenshot.py), saved as PNG or JPEG and decoded by Pillow.
+    Rendered in a thread of its own: Playwright's sync API runs one instance per thread, and another
+    test's browser may be running in this one."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from kcaptcha_solver.screenshot import Renderer, sample_images, screen
 
-    out = []
-    with Renderer() as renderer:
-        for case in SPEC["screenshots"]:
-            folder = model_files(shared_dir, case["preset"])[0].parent
-            images = sample_images(folder, 1, case["index"])
-            for shot in renderer.render(images, case["skin"], case["dpr"], crops=case["crops"]):
-                if "screen" in case:
-                    shot = screen(shot, *case["screen"])
-                about = f"{case['preset']} {case['skin']} {case['dpr']}x {shot.crop} {case['format']}"
-                out.append((about, decode_bytes(shot.encode(case["format"]), 10_000_000), shot.box))
-    return out
+    def render() -> list[tuple[str, np.ndarray, tuple]]:
+        out = []
+        with Renderer() as renderer:
+            for case in SPEC["screenshots"]:
+                folder = model_files(shared_dir, case["preset"])[0].parent
+                images = sample_images(folder, 1, case["index"])
+                for shot in renderer.render(images, case["skin"], case["dpr"], crops=case["crops"]):
+                    if "screen" in case:
+                        shot = screen(shot, *case["screen"])
+                    about = f"{case['preset']} {case['skin']} {case['dpr']}x {shot.crop} {case['format']}"
+                    out.append((about, decode_bytes(shot.encode(case["format"]), 10_000_000), shot.box))
+        return out
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(render).result()
 
 
 def boxes_and_hashes(found) -> list[dict]:

@@ -623,7 +623,7 @@ def test_a_bad_mp3_is_an_error_that_says_what(browser, server, shared_dir, tmp_p
 
 def test_the_mp3_reader_loads_after_the_first_answer(browser, server, shared_dir) -> None:
     """audio.js and voices.json are not on the way to the first answer: they load after it, and then an
-    mp3 is read with the network gone."""
+    mp3 is read with the network gone. So is locate.js, the screenshot search."""
     image, mp3 = sample_files(shared_dir / "seed-l2")[0], sample_files(shared_dir / "audio" / "jmoon")[0]
     context = browser.new_context(locale="en-US")
     context.add_init_script(
@@ -638,13 +638,13 @@ def test_the_mp3_reader_loads_after_the_first_answer(browser, server, shared_dir
     page = context.new_page()
     try:
         page.goto(server)
-        page.wait_for_function("performance.getEntriesByName('audio-ready').length > 0")
+        page.wait_for_function("['audio-ready', 'locate-ready'].every((m) => performance.getEntriesByName(m).length)")
         starts = page.evaluate(
             """() => Object.fromEntries(performance.getEntriesByType('resource')
                  .map((e) => [e.name.split('/').pop(), e.startTime]))"""
         )
         answered = page.evaluate("performance.getEntriesByName('first-answer')[0].startTime")
-        assert starts["audio.js"] > answered and starts["voices.json"] > answered
+        assert starts["audio.js"] > answered and starts["voices.json"] > answered and starts["locate.js"] > answered
         context.set_offline(True)
         assert drop_and_wait(page, mp3) == "done" and page.get_attribute("#result", "data-text") == label(mp3)
     finally:

@@ -258,7 +258,7 @@ function locator() {
 
 /**
  * The first captcha (top to bottom) that locate.js finds in a picture with the catalogue's sizes: its
- * pixels at their own size (picture), and found: {box, size it fits, how many were found, ms}. The
+ * pixels at their own size (picture), and found: {box, the size it fits, ms locating}. The
  * preview shows it in the picture; a picture with none is an error, never an invented answer.
  */
 async function search(bitmap) {
@@ -275,7 +275,7 @@ async function search(bitmap) {
   const [{ box, size }] = all;
   showCrop(image, box, all.length);
   const picture = { rgb: cut(image.data, width, box, 4), width: box[2], height: box[3] };
-  return { picture, found: { box, size, count: all.length, ms } };
+  return { picture, found: { box, size, ms } };
 }
 
 /** The crop that is read, with some of the picture round it and its box drawn, and where it was found. */
