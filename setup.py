@@ -21,7 +21,7 @@ from setuptools.errors import ExecError
 ROOT = Path(__file__).resolve().parent
 WEB = ROOT / "src" / "kcaptcha_solver" / "web"
 BUILT = [WEB / "dist" / name  # web/site.py's BUILT: what the page loads
-         for name in ("app.js", "audio.js", "tfjs-backend-wasm.wasm", "tfjs-backend-wasm-simd.wasm")]
+         for name in ("app.js", "audio.js", "locate.js", "tfjs-backend-wasm.wasm", "tfjs-backend-wasm-simd.wasm")]
 
 
 def page_sources() -> list[Path]:

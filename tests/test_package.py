@@ -25,7 +25,7 @@ from conftest import sample_files
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-PAGE = ["kcaptcha_solver/web/dist/app.js", "kcaptcha_solver/web/dist/audio.js",
+PAGE = ["kcaptcha_solver/web/dist/app.js", "kcaptcha_solver/web/dist/audio.js", "kcaptcha_solver/web/dist/locate.js",
         "kcaptcha_solver/web/dist/tfjs-backend-wasm.wasm", "kcaptcha_solver/web/dist/tfjs-backend-wasm-simd.wasm",
         "kcaptcha_solver/web/strings.json", "kcaptcha_solver/voices.json"]  # fmt: skip
 # What never belongs in a clean copy: VCS data, virtualenvs, npm's output, earlier builds.

@@ -623,7 +623,7 @@ def test_a_bad_mp3_is_an_error_that_says_what(browser, server, shared_dir, tmp_p
 
 def test_the_mp3_reader_loads_after_the_first_answer(browser, server, shared_dir) -> None:
     """audio.js and voices.json are not on the way to the first answer: they load after it, and then an
-    mp3 is read with the network gone."""
+    mp3 is read with the network gone. So is locate.js, the screenshot search."""
     image, mp3 = sample_files(shared_dir / "seed-l2")[0], sample_files(shared_dir / "audio" / "jmoon")[0]
     context = browser.new_context(locale="en-US")
     context.add_init_script(
@@ -638,14 +638,104 @@ def test_the_mp3_reader_loads_after_the_first_answer(browser, server, shared_dir
     page = context.new_page()
     try:
         page.goto(server)
-        page.wait_for_function("performance.getEntriesByName('audio-ready').length > 0")
+        page.wait_for_function("['audio-ready', 'locate-ready'].every((m) => performance.getEntriesByName(m).length)")
         starts = page.evaluate(
             """() => Object.fromEntries(performance.getEntriesByType('resource')
                  .map((e) => [e.name.split('/').pop(), e.startTime]))"""
         )
         answered = page.evaluate("performance.getEntriesByName('first-answer')[0].startTime")
-        assert starts["audio.js"] > answered and starts["voices.json"] > answered
+        assert starts["audio.js"] > answered and starts["voices.json"] > answered and starts["locate.js"] > answered
         context.set_offline(True)
         assert drop_and_wait(page, mp3) == "done" and page.get_attribute("#result", "data-text") == label(mp3)
+    finally:
+        context.close()
+
+
+# -- screenshots (issue 12 in the page) ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def form_screenshots(shared_dir, tmp_path_factory) -> list[tuple[Path, str]]:
+    """Chromium screenshots of Gnuboard's whole form (screenshot.py) holding real gnuboard5 images, saved as
+    PNG as a snipping tool does: desktop skin at DPR 1.25 and the phone skin at DPR 2. (path, label).
+    Rendered in a thread of its own: Playwright's sync API runs one instance per thread, and the page's
+    browser may be running in this one."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kcaptcha_solver.screenshot import Renderer, sample_images
+
+    folder = tmp_path_factory.mktemp("shots")
+
+    def render() -> list[tuple[Path, str]]:
+        out = []
+        with Renderer() as renderer:
+            for skin, dpr, index in [("desktop", 1.25, 21), ("mobile", 2.0, 22)]:
+                images = sample_images(shared_dir / "gnuboard5", 1, index)
+                (shot,) = renderer.render(images, skin, dpr, crops=("form",))
+                path = folder / f"form-{skin}-{dpr}.png"
+                path.write_bytes(shot.encode("PNG"))
+                out.append((path, shot.label))
+        return out
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(render).result()
+
+
+@pytest.mark.parametrize(("locale", "lang"), [("en-US", "en"), ("ko-KR", "ko")])
+def test_a_pasted_screenshot_of_the_form_is_answered_with_its_crop(
+    browser, server, form_screenshots, locale, lang
+) -> None:
+    """The captcha is found where Python's locate finds it, read as Python reads that crop (the right
+    answer), and shown: the crop with its box, where it was found in the page's language; not the screenshot."""
+    from kcaptcha_solver.inputs import decode_bytes
+    from kcaptcha_solver.locate import locate
+
+    auto = Solver("auto")
+    sizes = [(m.width, m.height) for m in auto.models.values()]
+    context, page = open_page(browser, server, locale)
+    try:
+        for path, truth in form_screenshots:
+            rgb = decode_bytes(path.read_bytes(), 10_000_000)
+            (found,) = locate(rgb, sizes)
+            want = auto.solve(found.pixels)
+            assert want.text == truth
+            text = solve_one(page, lambda path=path: dispatch(page, "paste", path))
+            assert text == truth
+            assert page.text_content("#model-used").startswith(f"{want.model} (")
+            x, y, w, h = found.box
+            assert page.get_attribute("#crop", "data-box") == f"{x},{y},{w},{h}"
+            assert page.is_visible("#crop") and not page.is_visible("#preview")
+            H, W = rgb.shape[:2]  # noqa: N806 (the strings' names)
+            assert page.text_content("#found") == WORDS[lang]["found_box"].format(x=x, y=y, w=w, h=h, W=W, H=H)
+            assert not answer(page)["sure"]  # read from a resampled crop: never calibrated there
+        bare = EXAMPLES / "gnuboard5-1001.jpg"
+        solve_one(page, lambda: page.set_input_files("#file-input", str(bare)))  # a bare captcha: no search
+        assert page.is_visible("#preview") and not page.is_visible("#crop") and not page.is_visible("#found")
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize(("locale", "lang"), [("en-US", "en"), ("ko-KR", "ko")])
+def test_a_picture_without_a_captcha_is_an_error_and_4k_is_the_limit(browser, server, tmp_path, locale, lang) -> None:
+    """A text page is "no captcha found", never an answer; a 4K screenshot is searched, anything larger refused."""
+    from PIL import Image, ImageDraw
+
+    text_page = Image.new("RGB", (3840, 2160), "white")
+    draw = ImageDraw.Draw(text_page)
+    for y in range(10, 2160, 18):
+        draw.text((10, y), "board post title, author, date, views " * 8, fill=(20, 20, 20))
+    big = tmp_path / "page.png"
+    text_page.save(big)
+    larger = tmp_path / "larger.png"
+    Image.new("RGB", (3841, 2160), "white").save(larger)
+    context, page = open_page(browser, server, locale)
+    try:
+        for path, key, size in [(big, "no_captcha", (3840, 2160)), (larger, "too_large", (3841, 2160))]:
+            page.evaluate("document.body.dataset.state = 'ready'")
+            dispatch(page, "paste", path)
+            page.wait_for_function(SETTLED)
+            assert page.evaluate("document.body.dataset.state") == "error"
+            assert page.text_content("#status") == WORDS[lang][key].format(w=size[0], h=size[1])
+            assert page.text_content("#result") == "" and not page.is_visible("#crop")
     finally:
         context.close()

@@ -4,13 +4,15 @@
 // alphabet, lengths, thresholds) comes from the catalogue site.py embeds in the page, so a new model
 // needs no change here. A Gnuboard mp3 goes to audio.js instead, with the facts of voices.json: both
 // are loaded after the first answer (build.mjs keeps audio.js out of the bundle, as dist/audio.js).
+// A picture that is no model's size (a screenshot, a loose crop) goes to locate.js, the page's copy of
+// locate.py, which finds the captcha in it: loaded after the first answer too, or at once for such a picture.
 // The words come from strings.json, which site.py embeds in the page.
 import { fit, read, route } from './reading.js';
 import { fetchModel, initBackend, loadModel, predict } from './runtime/index.js';
 
 performance.mark('app-start');
 const $ = (id) => document.getElementById(id);
-const MAX_PIXELS = 1_000_000; // as inputs.py: room for a screenshot, no 100 MB arrays for a photo
+const MAX_PIXELS = 3840 * 2160; // a 4K screenshot, and no more: no 200 MB arrays for a camera's photo
 const LANGUAGES = ['ko', 'en']; // strings.json's; the first the browser lists wins, else English
 
 const state = {
@@ -22,7 +24,9 @@ const state = {
   strings: {}, // strings.json: language -> key -> text
   lang: 'en',
   audio: null, // Promise of {reader: audio.js, facts: voices.json}, loaded after the first answer or with an mp3
+  locator: null, // Promise of locate.js, loaded after the first answer or with a picture that is no model's size
   said: ['loading', {}], // the status line's key and values in strings.json, to say again in another language
+  found: null, // where the answer's captcha was found in its picture: {x, y, w, h, W, H, n}, or null
   shown: null, // the answer's {chars, entry, used: () => which model and why, verdict}, for its words in another language
   waiting: 0, // images given and not yet answered
 };
@@ -67,6 +71,7 @@ function clearAnswer() {
   showDetails();
   $('copy').disabled = true;
   $('preview').hidden = true;
+  hideCrop();
 }
 
 // -- language ---------------------------------------------------------------------------------------
@@ -100,6 +105,7 @@ function translate(lang) {
   for (const el of document.querySelectorAll('[data-i18n-content]')) el.content = t(el.dataset.i18nContent);
   for (const el of document.querySelectorAll('[data-lang]')) el.hidden = el.dataset.lang !== lang;
   showDetails();
+  showFound();
   const other = LANGUAGES.find((l) => l !== lang);
   const button = $('language');
   button.lang = other;
@@ -159,9 +165,10 @@ async function decodeImage(blob) {
   } catch {
     throw new PageError('not_image', { name: blob.name || t('this_file') });
   }
-  if (bitmap.width * bitmap.height > MAX_PIXELS) {
+  const { width, height } = bitmap; // (a closed bitmap is 0x0)
+  if (width * height > MAX_PIXELS) {
     bitmap.close();
-    throw new PageError('too_large', { w: bitmap.width, h: bitmap.height });
+    throw new PageError('too_large', { w: width, h: height });
   }
   return bitmap;
 }
@@ -202,14 +209,25 @@ function solve(blob, label) {
 async function run(blob, name) {
   const started = performance.now();
   const bitmap = await decodeImage(blob); // no runtime needed: overlaps with its loading
-  const picture = pixels(bitmap, { x: 0, y: 0, width: bitmap.width, height: bitmap.height }); // the whole input
-  bitmap.close();
+  const whole = { x: 0, y: 0, width: bitmap.width, height: bitmap.height };
+  const bare = state.catalog.some((m) => m.width === whole.width && m.height === whole.height);
+  // A bare captcha is read whole; in any other picture, the captcha that locate.js finds (its box).
+  let picture, found;
+  try {
+    ({ picture, found } = bare ? { picture: pixels(bitmap, whole), found: null } : await search(bitmap));
+  } finally {
+    bitmap.close();
+  }
   await state.backend;
   setState('busy', 'reading', { name });
-  const { entry, fits, why } = chooseModel(picture.width, picture.height, picture.rgb);
+  // A found captcha is routed at the size it fits, as Python reads locate's crop at that size.
+  const [w, h] = found ? found.size : [picture.width, picture.height];
+  const shaped = found ? fit(picture.rgb, picture.width, picture.height, w, h) : picture.rgb;
+  const { entry, fits, why } = chooseModel(w, h, shaped);
   const { model, meta } = await getModel(entry.name);
   const resized = picture.width !== meta.width || picture.height !== meta.height;
-  const rgb = resized ? fit(picture.rgb, picture.width, picture.height, meta.width, meta.height) : picture.rgb;
+  const rgb =
+    meta.width === w && meta.height === h ? shaped : fit(picture.rgb, picture.width, picture.height, meta.width, meta.height);
   markOnce('inference-start');
   const t0 = performance.now();
   const { data, shape } = await predict(model, rgb, 1, meta.height, meta.width);
@@ -225,7 +243,75 @@ async function run(blob, name) {
     (resized && ['unsure_resized']) ||
     (!sure && ['unsure_low', { min: exact(entry.sure_min) }]);
   const verdict = { score, sure: !doubt, doubt };
-  render(chars, entry, verdict, { blob, name, model: meta.name, used, modelMs, totalMs: performance.now() - started });
+  const info = { blob, name, model: meta.name, used, modelMs, totalMs: performance.now() - started };
+  render(chars, entry, verdict, found ? { ...info, box: found.box, locateMs: found.ms } : info);
+}
+
+/** locate.js, loaded once: after the first answer, or now for a picture that is no model's size. */
+function locator() {
+  if (!state.locator) {
+    state.locator = import('./locate.js');
+    state.locator.catch(() => (state.locator = null)); // a later picture tries again
+  }
+  return state.locator;
+}
+
+/**
+ * The first captcha (top to bottom) that locate.js finds in a picture with the catalogue's sizes: its
+ * pixels at their own size (picture), and found: {box, the size it fits, ms locating}. The
+ * preview shows it in the picture; a picture with none is an error, never an invented answer.
+ */
+async function search(bitmap) {
+  const { width, height } = bitmap;
+  const canvas = new OffscreenCanvas(width, height);
+  const ctx = canvas.getContext('2d', { willReadFrequently: true });
+  ctx.drawImage(bitmap, 0, 0);
+  const image = ctx.getImageData(0, 0, width, height);
+  const { locate, cut } = await locator();
+  const t0 = performance.now();
+  const all = locate(image.data, width, height, state.catalog.map((m) => [m.width, m.height]), 4);
+  const ms = performance.now() - t0;
+  if (all.length === 0) throw new PageError('no_captcha', { w: width, h: height });
+  const [{ box, size }] = all;
+  showCrop(image, box, all.length);
+  const picture = { rgb: cut(image.data, width, box, 4), width: box[2], height: box[3] };
+  return { picture, found: { box, size, ms } };
+}
+
+/** The crop that is read, with some of the picture round it and its box drawn, and where it was found. */
+function showCrop(image, [x, y, w, h], count) {
+  const margin = Math.round(h / 2);
+  const x0 = Math.max(x - margin, 0);
+  const y0 = Math.max(y - margin, 0);
+  const x1 = Math.min(x + w + margin, image.width);
+  const y1 = Math.min(y + h + margin, image.height);
+  const canvas = $('crop');
+  canvas.width = x1 - x0;
+  canvas.height = y1 - y0;
+  const ctx = canvas.getContext('2d');
+  ctx.putImageData(image, -x0, -y0, x0, y0, x1 - x0, y1 - y0);
+  ctx.strokeStyle = '#e11d48';
+  ctx.lineWidth = Math.max(1, Math.round(h / 40));
+  ctx.strokeRect(x - x0 - ctx.lineWidth / 2, y - y0 - ctx.lineWidth / 2, w + ctx.lineWidth, h + ctx.lineWidth);
+  canvas.dataset.box = [x, y, w, h].join(',');
+  canvas.hidden = false;
+  state.found = { x, y, w, h, W: image.width, H: image.height, n: count };
+  showFound();
+}
+
+function hideCrop() {
+  $('crop').hidden = true;
+  $('found').hidden = true;
+  state.found = null;
+}
+
+/** Where the captcha was found, in the page's language (translate() calls it again). */
+function showFound() {
+  const el = $('found');
+  if (!state.found) return;
+  const { n } = state.found;
+  el.textContent = t('found_box', state.found) + (n > 1 ? t('found_more', { n }) : '');
+  el.hidden = false;
 }
 
 function render(chars, entry, verdict, info) {
@@ -245,7 +331,8 @@ function render(chars, entry, verdict, info) {
   showDetails();
   $('copy').disabled = text.length === 0;
   addHistory(info.name, text, info.model, verdict.sure);
-  showPreview(info.blob);
+  if (info.box) $('preview').hidden = true;
+  else showPreview(info.blob);
   setState('done', text ? 'done' : 'done_empty', { text, model: info.modelMs.toFixed(1), total: info.totalMs.toFixed(0) });
   answered(text, verdict, info);
 }
@@ -320,6 +407,7 @@ async function runAudio(blob, name) {
   showDetails();
   $('copy').disabled = text.length === 0;
   $('preview').hidden = true;
+  hideCrop();
   addHistory(name, text, voice, true);
   setState('done', 'done_audio', { text, voice, total: totalMs.toFixed(1) });
   answered(text, verdict, { name, model: voice, totalMs });
@@ -358,6 +446,7 @@ function addHistory(name, text, model, sure) {
 
 let previewUrl = null;
 function showPreview(blob) {
+  hideCrop();
   if (previewUrl) URL.revokeObjectURL(previewUrl);
   previewUrl = URL.createObjectURL(blob);
   const img = $('preview');
@@ -499,6 +588,7 @@ function afterFirstAnswer() {
     markOnce('audio-ready');
   });
   idle(() => audio().then(warm, () => {})); // an mp3 given later says what failed
+  idle(() => locator().then(() => markOnce('locate-ready'), () => {})); // so is a screenshot's
 }
 
 start()

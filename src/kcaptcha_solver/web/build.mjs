@@ -1,5 +1,6 @@
 // `npm run build`: bundle the page script and its TF.js runtime into web/dist/ with esbuild, minify the
-// mp3 reader (audio.js) beside it, loaded by the page after its first answer, and copy the wasm binaries
+// mp3 reader (audio.js) and the captcha finder (locate.js) beside it, loaded by the page after its first
+// answer, and copy the wasm binaries
 // the backend fetches (served as application/wasm).
 import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -27,16 +28,19 @@ const result = await build({
   // thread) instead of at first call; the mark splits download + compile from evaluation, for benchmarks.
   banner: { js: "//# allFunctionsCalledOnLoad\nperformance.mark('bundle-start');" },
   metafile: true,
-  external: ['./audio.js'], // not on the way to the first answer: app.js imports it later, from dist/
+  // Not on the way to the first answer of a bare captcha: app.js imports them later, from dist/.
+  external: ['./audio.js', './locate.js'],
 });
-await build({
-  entryPoints: [join(here, 'audio.js')],
-  outfile: join(dist, 'audio.js'),
-  format: 'esm',
-  platform: 'browser',
-  target: 'es2020',
-  minify: true,
-});
+for (const name of ['audio.js', 'locate.js']) {
+  await build({
+    entryPoints: [join(here, name)],
+    outfile: join(dist, name),
+    format: 'esm',
+    platform: 'browser',
+    target: 'es2020',
+    minify: true,
+  });
+}
 for (const name of ['tfjs-backend-wasm.wasm', 'tfjs-backend-wasm-simd.wasm']) {
   await copyFile(join(wasmDir, name), join(dist, name));
 }

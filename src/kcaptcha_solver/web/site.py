@@ -1,8 +1,8 @@
 """Serve the browser page locally, or write it out as a static site.
 
 The page is static: HTML (with its stylesheet, the model list and its words in
-English and Korean, ``strings.json``, inlined), the esbuild bundle, the mp3 reader
-and wasm in ``dist/`` (made by ``npm run build``), example images, the voice sets'
+English and Korean, ``strings.json``, inlined), the esbuild bundle, the mp3 reader,
+the captcha finder and wasm in ``dist/`` (made by ``npm run build``), example images, the voice sets'
 facts (the package's ``voices.json``) and the TF.js models. One table of URL -> file (:func:`site_files`) feeds both the
 local server and ``kcaptcha site build``, so what is tested locally is what gets
 published.
@@ -26,7 +26,7 @@ WEB_DIR = Path(__file__).resolve().parent
 DIST = WEB_DIR / "dist"
 MODELS_DIR = WEB_DIR.parent / "models" / "tfjs"
 VOICES = WEB_DIR.parent / "voices.json"  # audio.py's facts, read by web/audio.js too
-BUILT = ("app.js", "audio.js", "tfjs-backend-wasm.wasm", "tfjs-backend-wasm-simd.wasm")
+BUILT = ("app.js", "audio.js", "locate.js", "tfjs-backend-wasm.wasm", "tfjs-backend-wasm-simd.wasm")
 CATALOG_KEYS = ("name", "preset", "width", "height", "length_min", "length_max", "classes", "decoder")
 EXAMPLE_SUFFIXES = (".jpg", ".png")
 TYPES = {

@@ -1,0 +1,295 @@
+// Find captchas in a picture (a screenshot, a loose crop, the bare image): the page's copy of locate.py,
+// with the same constants and the same decisions, so that the page and Python cut the same boxes
+// (tests/test_locate_js.py checks that on real images drawn into pages and on Chromium screenshots).
+// How it works is said in locate.py's docstring; the comments here say only where the port must take
+// care to decide as numpy and Python do (rounding, medians, percentiles, slices).
+// Pure: pixels in (RGB or RGBA bytes, row by row), boxes out; the crop is brought to the model's size by
+// reading.js's fit(), as Python's locate does with Pillow's NEAREST.
+
+export const EDGE = 6;
+export const DENSITY = 0.85;
+export const GAP = 2;
+export const ASPECT_TOL = 0.07;
+export const SCALE_MIN = 0.55;
+export const SCALE_MAX = 3.4;
+export const MIN_HEIGHT = 36;
+export const LINE = 0.6;
+export const SIDE_TOL = 3;
+export const FLAT_TOL = 24;
+export const FLAT_SHARE = 0.8;
+export const INK_MIN = 0.01;
+export const INK_MAX = 0.6;
+export const BACKGROUND_MIN = 0.35;
+export const BACKGROUND_TOL = 16;
+
+/**
+ * Every captcha in `pixels` (width x height, `channels` bytes a pixel: 3 for RGB, 4 for RGBA) that has the
+ * shape of one of `sizes` ([width, height] of the models), top to bottom: [{box: [x, y, w, h], size: [w, h]}].
+ * A picture already at one of the sizes is returned whole, with no search; an empty list when there is none.
+ */
+export function locate(pixels, width, height, sizes, channels = pixels.length / (width * height)) {
+  const known = [...new Map(sizes.map(([w, h]) => [`${w}x${h}`, [w, h]])).values()];
+  const bare = known.find(([w, h]) => w === width && h === height);
+  if (bare) return [{ box: [0, 0, width, height], size: bare }];
+  return boxes(scan(pixels, width, height, channels), known).map(([box, size]) => ({ box, size }));
+}
+
+/** RGB integers (as reading.js's fit() takes them) of `box` in `pixels` (`width` wide, `channels` a pixel). */
+export function cut(pixels, width, [x, y, w, h], channels = 3) {
+  const rgb = new Int32Array(w * h * 3);
+  for (let r = 0, o = 0; r < h; r++) {
+    for (let c = 0, i = ((y + r) * width + x) * channels; c < w; c++, i += channels, o += 3) {
+      rgb[o] = pixels[i];
+      rgb[o + 1] = pixels[i + 1];
+      rgb[o + 2] = pixels[i + 2];
+    }
+  }
+  return rgb;
+}
+
+/** Python's round(): the nearest integer, halves to the even one (Math.round takes halves up). */
+function pyRound(x) {
+  const r = Math.round(x);
+  return x - Math.floor(x) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+/**
+ * What the search reads, in one pass over the pixels (a page runs this once, before the JIT has warmed
+ * up, so one simple loop beats three): the green channel (as locate.py reads), and edges [H+1, W], row i
+ * marking a change between rows i-1 and i (the picture's top and bottom are edges), with each row's count.
+ */
+function scan(pixels, w, h, channels) {
+  const gray = new Uint8Array(w * h);
+  const edges = new Uint8Array((h + 1) * w);
+  const counts = new Int32Array(h + 1);
+  for (let y = 0; y < h; y++) {
+    let count = 0;
+    for (let x = 0, i = y * w, j = i * channels + 1; x < w; x++, i++, j += channels) {
+      const g = pixels[j];
+      gray[i] = g;
+      const e = y === 0 || Math.abs(g - gray[i - w]) >= EDGE ? 1 : 0;
+      edges[i] = e;
+      count += e;
+    }
+    counts[y] = count;
+  }
+  edges.fill(1, h * w);
+  counts[h] = w;
+  return { gray, w, h, edges, counts };
+}
+
+/**
+ * [row, start, end) of the runs of edge pixels in `row` at least `minLen` long, gaps up to GAP closed.
+ * The row is walked stretch by stretch (the typed array's own indexOf), not pixel by pixel.
+ */
+function rowRuns(edges, w, row, minLen, out) {
+  const line = edges.subarray(row * w, (row + 1) * w);
+  let first = -1; // the run being grown: its first and last edge pixel, and how many it has
+  let last = -1;
+  let count = 0;
+  const close = () => {
+    const length = last + 1 - first;
+    // A border is an edge almost all along; a line of text is one only here and there.
+    if (length >= minLen && count >= DENSITY * length) out.push([row, first, last + 1]);
+  };
+  for (let start = line.indexOf(1); start >= 0; ) {
+    let end = line.indexOf(0, start); // this stretch of edge pixels is [start, end)
+    if (end < 0) end = w;
+    if (first >= 0 && start - last > GAP + 1) close();
+    if (first < 0 || start - last > GAP + 1) {
+      first = start;
+      count = 0;
+    }
+    count += end - start;
+    last = end - 1;
+    start = end < w ? line.indexOf(1, end) : -1;
+  }
+  if (first >= 0) close();
+}
+
+function boxes(pic, sizes) {
+  const { gray, w, h } = pic;
+  const minW = Math.trunc(Math.min(...sizes.map(([sw, sh]) => Math.min(SCALE_MIN * sw, (MIN_HEIGHT * sw) / sh))));
+  const maxH = SCALE_MAX * Math.max(...sizes.map(([, sh]) => sh)) + 8;
+  const { edges, counts } = pic;
+  const found = [];
+  for (let row = 0; row <= h; row++) if (counts[row] >= minW) rowRuns(edges, w, row, minW, found);
+  const runs = found.filter(([i, a, b]) => isLine(pic, i, a, b));
+  const pairs = []; // [expected width, top edge, bottom edge, x0 or null, x1 or null, size]
+  for (let k = 0; k < runs.length; k++) {
+    const [top, a0, a1] = runs[k];
+    for (let m = k + 1; m < runs.length; m++) {
+      const [bottom, b0, b1] = runs[m];
+      const height = bottom - top;
+      if (height > maxH) break;
+      const x0 = Math.max(a0, b0);
+      const x1 = Math.min(a1, b1);
+      const left = Math.abs(a0 - b0) <= SIDE_TOL;
+      const right = Math.abs(a1 - b1) <= SIDE_TOL;
+      if (height < MIN_HEIGHT * 0.9 || !(left || right)) continue;
+      for (const size of sizes) {
+        const expected = (height * size[0]) / size[1];
+        if (x1 - x0 >= expected * (1 - ASPECT_TOL) - SIDE_TOL) {
+          pairs.push([expected, top, bottom, left ? x0 : null, right ? x1 : null, size]);
+        }
+      }
+    }
+  }
+  // Lowest frame first, then the widest shape, then the highest (Array.sort is stable, as Python's sorted).
+  pairs.sort((p, q) => p[2] - p[1] - (q[2] - q[1]) || q[0] - p[0] || p[1] - q[1]);
+  const out = [];
+  for (const [expected, top, bottom, x0, x1, size] of pairs) {
+    const a = x0 !== null ? x0 : pyRound(x1 - expected);
+    if (out.some(([box]) => overlap([a, top, pyRound(expected), bottom - top], box))) continue;
+    const box = refine(pic, top, bottom, a, x0 !== null, expected, size);
+    if (box === null || out.some(([other]) => overlap(box, other))) continue;
+    if (looksLikeCaptcha(pic, box)) out.push([box, size]);
+  }
+  return out.sort((p, q) => p[0][1] - q[0][1] || p[0][0] - q[0][0]);
+}
+
+function overlap([ax, ay, aw, ah], [bx, by, bw, bh]) {
+  return ax < bx + bw && bx < ax + aw && ay < by + bh && by < ay + ah;
+}
+
+/** Edge row i over [a, b) is a line: a flat border or page on one side; the picture's top and bottom are. */
+function isLine(pic, i, a, b) {
+  return i === 0 || i === pic.h || flat(pic.gray, (i - 1) * pic.w + a, 1, b - a) || flat(pic.gray, i * pic.w + a, 1, b - a);
+}
+
+/** Python's [start:stop] of a length-n axis, as [lo, hi) with lo <= hi. */
+function slice(start, stop, n) {
+  const at = (i) => (i < 0 ? Math.max(i + n, 0) : Math.min(i, n));
+  const lo = at(start);
+  return [lo, Math.max(at(stop), lo)];
+}
+
+/** Columns j in [x0, x1] where columns j-1 and j differ along most of rows [y0, y1); the sides count. */
+function verticalLines({ gray, w }, y0, y1, x0, x1) {
+  const [lo, hi] = slice(Math.max(x0 - 1, 0), Math.min(x1 + 1, w), w);
+  const lines = [];
+  if (x0 <= 0) lines.push(0);
+  const need = LINE * (y1 - y0);
+  for (let j = lo + 1; j < hi; j++) {
+    let count = 0;
+    for (let y = y0, i = y0 * w + j; y < y1; y++, i += w) if (Math.abs(gray[i] - gray[i - 1]) >= EDGE) count++;
+    if (count >= need) lines.push(j);
+  }
+  if (x1 >= w) lines.push(w);
+  return lines.filter((j) => x0 <= j && j <= x1);
+}
+
+/** How many of row r's edge pixels lie in [a, b) (numpy's slice of that row). */
+function rowCount({ edges, w }, r, a, b) {
+  const [lo, hi] = slice(a, b, w);
+  let count = 0;
+  for (let i = r * w + lo, end = r * w + hi; i < end; i++) count += edges[i];
+  return count;
+}
+
+/** locate.py's _refine(): the image inside its border, or null. */
+function refine(pic, top, bottom, x0, fromLeft, outer, size) {
+  const { gray, w, h } = pic;
+  const height = bottom - top;
+  const band = Math.max(2, pyRound(0.06 * height));
+  const a = Math.max(x0, 0);
+  const b = Math.min(pyRound(x0 + outer), w);
+  const need = LINE * (b - a);
+  const [h0, h1] = slice(top, top + band + 1, h + 1);
+  const [t0, t1] = slice(bottom - band, bottom + 1, h + 1);
+  let headMax = -1;
+  for (let r = h0; r < h1; r++) if (rowCount(pic, r, a, b) >= need) headMax = r - h0;
+  let tailMin = -1;
+  for (let r = t0; r < t1 && tailMin < 0; r++) if (rowCount(pic, r, a, b) >= need) tailMin = r - t0;
+  if (headMax < 0 || tailMin < 0) return null;
+  const y0 = top + headMax;
+  const y1 = bottom - band + tailMin;
+  const expected = ((y1 - y0) * size[0]) / size[1];
+  const tol = ASPECT_TOL * expected + SIDE_TOL;
+  const reach = band + SIDE_TOL + 1;
+  const pairs = [];
+  if (fromLeft) {
+    const near = verticalLines(pic, y0, y1, x0 - reach, x0 + reach);
+    const far = verticalLines(pic, y0, y1, pyRound(x0 + expected - tol), pyRound(x0 + expected + tol) + reach);
+    for (const c0 of near) for (const c1 of far) if (c1 > c0) pairs.push([c0, c1]);
+  } else {
+    const end = pyRound(x0 + outer);
+    const near = verticalLines(pic, y0, y1, end - reach, end + reach);
+    const far = verticalLines(pic, y0, y1, pyRound(end - expected - tol) - reach, pyRound(end - expected + tol));
+    for (const c1 of near) for (const c0 of far) if (c1 > c0) pairs.push([c0, c1]);
+  }
+  if (pairs.length === 0) return null;
+  let best = pairs[0]; // Python's min(): the first of the closest widths, the rightmost left side among them
+  for (const p of pairs) {
+    const d = Math.abs(p[1] - p[0] - expected) - Math.abs(best[1] - best[0] - expected);
+    if (d < 0 || (d === 0 && p[0] > best[0])) best = p;
+  }
+  const [c0, c1] = best;
+  if (Math.abs(c1 - c0 - expected) > tol) return null;
+  const aspect = ((y1 - y0) * size[0]) / ((c1 - c0) * size[1]);
+  if (Math.abs(aspect - 1) > ASPECT_TOL) return null;
+  // Just outside each side lies a border or the page: one flat colour (inside a captcha, ink is not).
+  if (y0 > 0 && !flat(gray, (y0 - 1) * w + c0, 1, c1 - c0)) return null;
+  if (y1 < h && !flat(gray, y1 * w + c0, 1, c1 - c0)) return null;
+  if (c0 > 0 && !flat(gray, y0 * w + c0 - 1, w, y1 - y0)) return null;
+  if (c1 < w && !flat(gray, y0 * w + c1, w, y1 - y0)) return null;
+  return [c0, y0, c1 - c0, y1 - y0];
+}
+
+const LEVELS = new Int32Array(256); // one histogram at a time, reused: no allocation per line
+
+/** How many of each grey level `n` pixels from `start`, `step` apart, hold (in LEVELS). */
+function histogram(gray, start, step, n) {
+  const counts = LEVELS.fill(0);
+  for (let k = 0, i = start; k < n; k++, i += step) counts[gray[i]]++;
+  return counts;
+}
+
+/** The k-th smallest (from 0) level of a histogram. */
+function kth(counts, k) {
+  let seen = 0;
+  for (let v = 0; v < 256; v++) {
+    seen += counts[v];
+    if (seen > k) return v;
+  }
+  return 255;
+}
+
+/** Most of a line within FLAT_TOL levels of its median, as int(np.median(line)) (a pair's mean, truncated). */
+function flat(gray, start, step, n) {
+  const counts = histogram(gray, start, step, n);
+  const median = n % 2 ? kth(counts, (n - 1) / 2) : Math.trunc((kth(counts, n / 2 - 1) + kth(counts, n / 2)) / 2);
+  let near = 0;
+  for (let v = Math.max(median - FLAT_TOL, 0); v <= Math.min(median + FLAT_TOL, 255); v++) near += counts[v];
+  return near >= FLAT_SHARE * n;
+}
+
+/** np.percentile(..., q) of a histogram of n levels (method 'linear'), with numpy's own arithmetic. */
+function percentile(counts, n, q) {
+  const virtual = (n - 1) * (q / 100);
+  if (virtual >= n - 1) return kth(counts, n - 1);
+  const previous = Math.floor(virtual);
+  const gamma = virtual - previous;
+  const a = kth(counts, previous);
+  const b = kth(counts, previous + 1);
+  return gamma >= 0.5 ? b - (b - a) * (1 - gamma) : a + (b - a) * gamma;
+}
+
+/** A plain light background with some dark ink: not a blank box, a photo, noise or a filled button. */
+function looksLikeCaptcha({ gray, w }, [x, y, bw, bh]) {
+  const counts = LEVELS.fill(0);
+  for (let r = y; r < y + bh; r++) for (let i = r * w + x, end = i + bw; i < end; i++) counts[gray[i]]++;
+  const n = bw * bh;
+  const lo = percentile(counts, n, 2);
+  const hi = percentile(counts, n, 90);
+  if (hi - lo < 60) return false;
+  const top = Math.trunc(hi);
+  const middle = Math.floor((Math.trunc(lo) + top) / 2);
+  let background = 0;
+  let dark = 0;
+  for (let v = 0; v < 256; v++) {
+    if (Math.abs(v - top) <= BACKGROUND_TOL) background += counts[v];
+    if (v < middle) dark += counts[v];
+  }
+  return background / n >= BACKGROUND_MIN && INK_MIN <= dark / n && dark / n <= INK_MAX;
+}
