@@ -538,3 +538,17 @@ def test_a_4k_png_screenshot_is_accepted(files: dict[str, list[Path]]) -> None:
     page = on_page(np.asarray(Image.open(path).convert("RGB")), 3.0, (2900, 1700), size=(3840, 2160))
     r = Solver().solve(page_png(page))
     assert (r.text, r.box) == (label(path), (2900, 1700, 480, 276))
+
+
+def test_a_captcha_of_another_shape_is_read_whole_as_before(gnuboard5: Solver, files: dict[str, list[Path]]) -> None:
+    """No frame of a model's shape in it, but no bigger than KCAPTCHA draws: another configuration's
+    captcha (what the general model reads, stretched). Read whole, resized, so never sure."""
+    path = files["gnuboard5"][0]
+    picture = Image.open(path).resize((130, 60), Image.NEAREST)
+    r = Solver().solve(picture)
+    assert (r.text, r.box, r.resized, r.warning, r.sure) == (label(path), None, True, None, False)
+    r = gnuboard5.solve(picture)
+    assert (r.text, r.box, r.sure) == (label(path), None, False)
+    assert r.warning == "this image is 130x60, not the 160x60 model 'gnuboard5' reads: it was resized to fit"
+    with pytest.raises(NoCaptchaError, match="no captcha found in this 201x60 picture"):
+        Solver().solve(np.full((60, 201, 3), 255, np.uint8))  # wider than any captcha: searched, and empty

@@ -5,9 +5,10 @@ route -> read, see solver.py), so the figures are those of the shipped artefact,
 the training checkpoint. The pictures may be of any size up to a 4K screenshot: a bare captcha is
 read whole, any other picture is searched and its first captcha read; a picture where none is found
 counts as a wrong answer (read as ""), since finding it is part of reading it. ``"auto"`` (the
-default) reads every size and reports which model read how many images; one named model skips bare
-captchas of another shipped model's size, and names the model ``"auto"`` would give the bare captchas
-that look like another model's (skipped or not). Unreadable, unlabelled or wrong-size files are
+default) reads every size and reports which model read how many images; one named model skips the
+pictures it would read whole at another size (a captcha of another size, or of a shape no captcha was
+found in), since a resized reading would mix two measures, and names the model ``"auto"`` would give
+the bare captchas that look like another model's (skipped or not). Unreadable, unlabelled or wrong-size files are
 counted and reported, never fatal, unless nothing usable is left. Besides accuracy it counts the
 sure answers (:attr:`Result.sure`) and how many of them are right: a wrong answer marked sure is
 what the calibration (tools/calibrate.py) is there to prevent.
@@ -113,7 +114,7 @@ def evaluate(model: str | os.PathLike[str], folder: str | os.PathLike[str], batc
     """Score ``model`` on ``folder``; returns the report and the error images for a gallery."""
     from tqdm import tqdm
 
-    from .solver import Solver, route, shipped_models
+    from .solver import Result, Solver, route, shipped_models
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -147,20 +148,23 @@ def evaluate(model: str | os.PathLike[str], folder: str | os.PathLike[str], batc
             fitting = route(rivals, pixels) if rivals and shape in bare else None
             if fitting is not None and fitting.name != solver.name:
                 report.elsewhere[fitting.name] += 1
-            if size and shape in bare and shape != size:
+            read = None
+            if pixels is not None and shape not in bare:  # located and read at once, only the crop kept
+                try:
+                    read = solver.solve(pixels)
+                except NoCaptchaError as exc:
+                    read, pixels = exc, None
+                else:
+                    if read.box:
+                        x, y, w, h = read.box
+                        pixels = pixels[y:y + h, x:x + w].copy()  # the gallery shows what was read
+            as_is = read is None or (isinstance(read, Result) and read.box is None)  # whole, not located
+            if size and pixels is not None and as_is and shape != size:  # a resized read would mix two measures
                 reason = f"size {shape[0]}x{shape[1]}, the model reads {size[0]}x{size[1]}"
             if reason:
                 report.skipped.append({"file": path.name, "reason": reason})
                 continue
             chunk.append((path, label))
-            read = None
-            if shape not in bare:  # located and read at once, only the crop kept: 4K screenshots never pile up
-                try:
-                    read = solver.solve(pixels)
-                    x, y, w, h = read.box
-                    pixels = pixels[y:y + h, x:x + w].copy()  # the gallery shows what was read
-                except NoCaptchaError as exc:
-                    read, pixels = exc, None
             images.append(pixels)
             results.append(read)
         whole = [k for k, res in enumerate(results) if res is None]

@@ -83,6 +83,9 @@ MODELS_DIR = Path(__file__).resolve().parent / "models"
 DECODERS = ("positions", "ctc")
 CARD_ACCURACY = re.compile(r"^[\W_]*accuracy[\W_]*?:?[*_\s|]*([0-9]+(?:\.[0-9]+)?)\s*%", re.I | re.M)
 Picture = tuple[np.ndarray, "Box | None"]  # pixels to read, and their box in the input (None: the whole input)
+# The largest picture KCAPTCHA draws (generator.random_config: 100-200 x 40-100 px, +12 for the credits strip).
+# A picture no bigger in which no captcha is found may be a captcha of another configuration: it is read whole.
+CAPTCHA_MAX = (200, 112)
 
 
 @dataclass(frozen=True)
@@ -265,6 +268,7 @@ class Solver:
         # as before locate existed, so a forced model still reads and warns on another model's image.
         self._sizes = list(dict.fromkeys((m.width, m.height) for m in self.models.values()))
         self._bare = set(self._sizes) | (set() if self.auto else {(m.width, m.height) for m in _catalogue()})
+        self._whole = tuple(max(CAPTCHA_MAX[k], *(size[k] for size in self._sizes)) for k in (0, 1))
 
     @property
     def name(self) -> str:
@@ -382,32 +386,39 @@ class Solver:
 
         A bare captcha (at a size in ``_bare``) is the whole picture, box None, with no search: the fast
         path costs one set lookup. Else :func:`~kcaptcha_solver.locate.locate` finds each captcha of a
-        model's shape and resamples it to that model's size; NoCaptchaError when there is none."""
+        model's shape and resamples it to that model's size. When it finds none, a picture no bigger than
+        a captcha (``_whole``) is read whole, stretched, as before locate existed: a captcha of another
+        configuration (what the general model reads); resized, so never sure. A bigger one is a
+        NoCaptchaError."""
         rgb = to_rgb_array(image, self.max_pixels)
         h, w = rgb.shape[:2]
         if (w, h) in self._bare:
             return [(rgb, None)]
         found = locate(rgb, self._sizes)
-        if not found:
-            raise NoCaptchaError(f"no captcha found in this {w}x{h} picture")
-        return [(f.pixels, f.box) for f in found]
+        if found:
+            return [(f.pixels, f.box) for f in found]
+        if w <= self._whole[0] and h <= self._whole[1]:
+            return [(rgb, None)]
+        raise NoCaptchaError(f"no captcha found in this {w}x{h} picture")
 
     def _misfit(self, info: ModelInfo, pixels: np.ndarray, box: Box | None) -> str | None:
         """For a named model: why this picture may not be its to read (``Result.warning``), or None.
 
-        A bare picture is its model's size or a shipped model's (``_bare``), and a located captcha is
-        resampled to the model's size, so what is left to ask is whether ``route`` would choose another
-        model for it (same size, another ink width; or another shipped model's size)."""
+        A located captcha is resampled to the model's size, so for it the question is only whether
+        ``route`` would choose another model (same size, another ink width)."""
         if self.auto:
             return None
+        h, w = pixels.shape[:2]
         rivals = [info, *(m for m in _catalogue() if m.name != info.name)]  # first: it wins a tie
         fitting = route(rivals, pixels)
-        if fitting is info:
-            return None
-        h, w = pixels.shape[:2]
-        what = f"this {w}x{h} image" if box is None else f"the {box[2]}x{box[3]} captcha at ({box[0]}, {box[1]})"
-        return (f"{what} looks like one for model {fitting.name!r}, not {info.name!r}: "
-                f"the answer is likely wrong (use model 'auto' or {fitting.name!r})")
+        if fitting is not info:
+            what = f"this {w}x{h} image" if box is None else f"the {box[2]}x{box[3]} captcha at ({box[0]}, {box[1]})"
+            return (f"{what} looks like one for model {fitting.name!r}, not {info.name!r}: "
+                    f"the answer is likely wrong (use model 'auto' or {fitting.name!r})")
+        if (w, h) != (info.width, info.height):
+            return (f"this image is {w}x{h}, not the {info.width}x{info.height} model {info.name!r} reads: "
+                    "it was resized to fit")
+        return None
 
     def _route(self, pixels: np.ndarray) -> ModelInfo:
         return route(self.models.values(), pixels) if self.auto else self.info
