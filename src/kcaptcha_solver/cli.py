@@ -262,7 +262,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         "evaluate",
         help="accuracy of a model on a folder of labelled captchas",
         description="Run a model (shipped name or .onnx path) through onnxruntime on every "
-        "<label>_<anything>.<ext> image of DIR; print full-string and per-character accuracy, the share of sure "
+        "<label>_<anything>.<ext> image of DIR (a captcha, or a screenshot holding one, up to 4K: read as "
+        "'kcaptcha solve' reads it; a picture with no captcha found counts as wrong); print full-string and "
+        "per-character accuracy, the share of sure "
         "answers and the accuracy of the sure ones, and confusions; "
         "with --gallery, also a picture of the misread images.",
     )
