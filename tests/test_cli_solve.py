@@ -18,7 +18,7 @@ from PIL import Image
 from test_locate import on_page
 
 from kcaptcha_solver.cli import main
-from kcaptcha_solver.solver import MODELS_DIR, read_model_info
+from kcaptcha_solver.solver import MODELS_DIR, Solver, read_model_info
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +161,7 @@ def test_a_screenshot_prints_the_box_and_a_picture_without_a_captcha_fails(
     Image.new("RGB", (1280, 720), "white").save(blank)
     assert main(["solve", str(shot), str(blank)]) == 1
     out, err = capsys.readouterr()
-    assert out == f"{shot} {label(src)}  at 301,97 320x120\n"
+    assert out == f"{shot} {label(src)}  at 301,97 320x120  unsure (score {Solver().solve(shot).score:.4f})\n"
     assert err == (f"error: {blank}: no captcha found in this 1280x720 picture\n"
                    "error: 1 of 2 files could not be read\n")
     assert main(["solve", "--json", str(shot), str(blank)]) == 1

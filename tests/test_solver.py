@@ -298,7 +298,7 @@ def test_a_forced_model_on_its_own_image_enlarged_finds_it_whole(gnuboard5: Solv
     for solver in (gnuboard5, Solver("auto")):
         r = solver.solve(Image.open(path).resize((320, 120), Image.NEAREST))
         assert (r.text, r.box, r.resized, r.warning) == (label(path), (0, 0, 320, 120), True, None)
-        assert r.sure and solver.solve(path).sure  # located at 2x: benchmarks/screenshot_sure.py
+        assert not r.sure and solver.solve(path).sure  # at 2x: not what the calibration covers
 
 
 def test_a_forced_model_on_another_models_image_is_never_sure(files: dict[str, list[Path]]) -> None:
@@ -495,7 +495,8 @@ def test_a_captcha_on_a_page_is_read_with_its_box(files: dict[str, list[Path]], 
         r = solver.solve(page_png(page))
         assert (r.text, r.model, r.box, r.resized, r.warning) == (label(path), "gnuboard5", box, scale != 1, None)
         assert r.to_dict()["box"] == list(box)
-    assert Solver("auto").solve(page).sure  # located: sure answers stay right at other scales (screenshot_sure.py)
+    # Sure only at the model's own scale: elsewhere sure answers were wrong too often (screenshot_sure.py).
+    assert Solver("auto").solve(page).sure == (scale == 1)
 
 
 def test_solve_all_reads_each_captcha_top_to_bottom_and_solve_the_first(files: dict[str, list[Path]]) -> None:
