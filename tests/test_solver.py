@@ -390,7 +390,7 @@ def fixed_output_model(path: Path, probs: np.ndarray, decoder: str, classes: str
     inits = [numpy_helper.from_array(probs[None].astype(np.float32), "table"),
              numpy_helper.from_array(np.array(probs.shape, np.int64), "tail")]
     graph = helper.make_graph(
-        nodes, "fixed", [helper.make_tensor_value_info("image", TensorProto.UINT8, ["n", 60, 160, 3])],
+        nodes, "fixed", [helper.make_tensor_value_info("image", TensorProto.UINT8, ["n", "h", "w", 3])],
         [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["n", *probs.shape])], inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -554,3 +554,12 @@ def test_a_captcha_of_another_shape_is_read_whole_as_before(gnuboard5: Solver, f
     assert r.warning == "this image is 130x60, not the 160x60 model 'gnuboard5' reads: it was resized to fit"
     with pytest.raises(NoCaptchaError, match="no captcha found in this 201x60 picture"):
         Solver().solve(np.full((60, 201, 3), 255, np.uint8))  # wider than any captcha: searched, and empty
+
+
+def test_a_model_added_later_is_searched_for_at_its_own_size(tmp_path: Path, files: dict[str, list[Path]]) -> None:
+    """The shapes searched come from the model file: a 200x50 model finds a 200x50-shaped captcha, at 1.5x."""
+    path = fixed_output_model(tmp_path / "wide.onnx", one_hot([0, 1, 3]), "positions", width="200", height="50")
+    captcha = np.asarray(Image.open(files["gnuboard5"][1]).convert("RGB").resize((200, 50), Image.NEAREST))
+    r = Solver(path).solve(on_page(captcha, 1.5, (140, 90)))
+    assert (r.text, r.model, r.box, r.resized) == ("ab", "fixed", (140, 90, 300, 75), True)
+    assert Solver(path).solve(captcha).box is None  # its own size: a bare captcha
