@@ -27,7 +27,10 @@ How a request flows
   captcha found is cut out at its box and resampled to its model's size (nearest), and
   :attr:`Result.box` says where it was, ``(x, y, w, h)`` in the input's pixels. :meth:`Solver.solve`
   and :meth:`Solver.solve_many` read the first captcha (top to bottom), :meth:`Solver.solve_all` each
-  one; a picture with none is a :class:`~kcaptcha_solver.errors.NoCaptchaError`, never a guess.
+  one. A picture with none is a :class:`~kcaptcha_solver.errors.NoCaptchaError`, never a guess, unless
+  it is no bigger than KCAPTCHA draws (``CAPTCHA_MAX``): then it may be another configuration's captcha,
+  and it is read whole and stretched, as before, box None and never sure. A captcha found at another
+  scale than its model's is ``resized`` and never sure either (see ``Solver._read``).
 * **route**: with ``"auto"`` (the default), :func:`route` picks the shipped model for the
   picture's size (a located captcha's is its model's), told apart by ink width when two share a
   size. A solver of one named model always uses it, and when the picture is not its size, or
