@@ -28,9 +28,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from kcaptcha_solver.inputs import decode_bytes
 from kcaptcha_solver.locate import RESAMPLE, locate
 from kcaptcha_solver.screenshot import CROPS, DPRS, SKINS, Renderer, sample_images, screen
-from kcaptcha_solver.solver import Solver, decode_bytes
+from kcaptcha_solver.solver import Solver
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("KCAPTCHA_SHARED", ROOT.parent / "shared" / "real-kcaptcha"))

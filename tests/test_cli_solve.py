@@ -11,11 +11,14 @@ import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from conftest import label, sample_files
+from PIL import Image
+from test_locate import on_page
 
 from kcaptcha_solver.cli import main
-from kcaptcha_solver.solver import MODELS_DIR, read_model_info
+from kcaptcha_solver.solver import MODELS_DIR, Solver, read_model_info
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +149,22 @@ def test_the_installed_command(gnuboard5_files: list[Path]) -> None:
     done = subprocess.run([exe, "solve", "-"], input=gnuboard5_files[0].read_bytes(), capture_output=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.decode() == f"- {label(gnuboard5_files[0])}\n"
+
+
+def test_a_screenshot_prints_the_box_and_a_picture_without_a_captcha_fails(
+    shared_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = sample_files(shared_dir / "gnuboard5")[3]
+    shot = tmp_path / "shot.png"
+    on_page(np.asarray(Image.open(src).convert("RGB")), 2.0, (301, 97)).save(shot)
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (1280, 720), "white").save(blank)
+    assert main(["solve", str(shot), str(blank)]) == 1
+    out, err = capsys.readouterr()
+    assert out == f"{shot} {label(src)}  at 301,97 320x120  unsure (score {Solver().solve(shot).score:.4f})\n"
+    assert err == (f"error: {blank}: no captcha found in this 1280x720 picture\n"
+                   "error: 1 of 2 files could not be read\n")
+    assert main(["solve", "--json", str(shot), str(blank)]) == 1
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert (rows[0]["text"], rows[0]["box"], rows[0]["resized"]) == (label(src), [301, 97, 320, 120], True)
+    assert rows[1] == {"file": str(blank), "error": "no captcha found in this 1280x720 picture"}

@@ -6,8 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
-from conftest import sample_files
+from conftest import label, sample_files
+from PIL import Image
+from test_locate import on_page
 
 from kcaptcha_solver.cli import main
 
@@ -80,3 +83,30 @@ def test_the_error_gallery_is_written_only_where_asked(
     assert main(["evaluate", str(folder), "--gallery", str(tmp_path / "none.png")]) == 0  # auto: no errors
     assert f"  no errors: no gallery written to {tmp_path / 'none.png'}\n" in capsys.readouterr().out
     assert not (tmp_path / "none.png").exists() and list(work.iterdir()) == []
+
+
+def test_pictures_of_any_size_are_located_and_a_missing_captcha_is_wrong(
+    shared_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = linked(tmp_path / "shots", sample_files(shared_dir / "gnuboard5")[:2])
+    src = sample_files(shared_dir / "gnuboard5")[3]
+    on_page(np.asarray(Image.open(src).convert("RGB")), 2.0, (301, 97), size=(1920, 1080)).save(
+        folder / f"{label(src)}_page.png")
+    Image.new("RGB", (800, 600), "white").save(folder / "123456_blank.png")
+    assert main(["evaluate", str(folder), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["count"], report["accuracy"], report["skipped"], report["models"]) == (
+        4, 0.75, [], {"gnuboard5": 3})
+    assert report["errors"] == [{"file": "123456_blank.png", "truth": "123456", "prediction": "", "model": None,
+                                 "confidence": [], "score": 0.0, "sure": False, "box": None,
+                                 "error": "no captcha found in this 800x600 picture"}]
+    gallery = tmp_path / "errors.png"
+    assert main(["evaluate", str(folder), "--model", "seed-l2", "--json", "--gallery", str(gallery)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    boxes = {e["file"]: e["box"] for e in report["errors"]}  # seed-l2 misreads gnuboard5's digits
+    assert len(boxes) == 4 and boxes.pop(f"{label(src)}_page.png") == [301, 97, 320, 120]
+    assert set(boxes.values()) == {None}
+    assert Image.open(gallery).size[0] < 1000  # the crop read is shown, not the whole screenshot
+    assert main(["evaluate", str(folder)]) == 0
+    assert "  wrong: 123456_blank.png  truth 123456  no captcha found in this 800x600 picture\n" in (
+        capsys.readouterr().out)

@@ -23,6 +23,7 @@ import uvicorn
 from conftest import MODELS, label, model_files, sample_files
 from fastapi.testclient import TestClient
 from PIL import Image
+from test_locate import on_page
 from test_solver import bomb_png
 
 from kcaptcha_solver.cli import main
@@ -542,3 +543,22 @@ def test_an_unexpected_error_is_logged_and_answered_500(caplog: pytest.LogCaptur
     assert (r.status_code, r.json()) == (500, {"error": "internal error (RuntimeError)"})
     record = next(r for r in caplog.records if r.name == "kcaptcha_solver.service")
     assert "POST /solve failed" in record.getMessage() and "a bug" in str(record.exc_info[1])
+
+
+def test_a_screenshot_answers_with_the_box_and_one_without_a_captcha_is_400(
+    client: TestClient, shared_dir: Path
+) -> None:
+    src = model_files(shared_dir, "kcaptcha-default")[7]
+    page = on_page(np.asarray(Image.open(src).convert("RGB")), 1.5, (120, 200))
+    for fmt in ("PNG", "JPEG"):
+        buf = io.BytesIO()
+        page.save(buf, fmt, quality=90)
+        r = client.post("/solve", files={"file": (f"shot.{fmt.lower()}", buf.getvalue(), f"image/{fmt.lower()}")})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert (body["text"], body["model"], body["box"], body["resized"]) == (
+            label(src), "kcaptcha-default", [120, 200, 240, 138], True)
+    buf = io.BytesIO()
+    Image.new("RGB", (900, 500), "white").save(buf, "PNG")
+    r = client.post("/solve", content=buf.getvalue(), headers={"content-type": "image/png"})
+    assert (r.status_code, r.json()) == (400, {"error": "no captcha found in this 900x500 picture"})

@@ -9,6 +9,7 @@ from .errors import (
     InputError,
     KcaptchaError,
     ModelError,
+    NoCaptchaError,
 )
 from .generator import PRESETS, CaptchaConfig, Generator, Sample
 from .solver import ModelInfo, Result, Solver, shipped_models
@@ -26,6 +27,7 @@ __all__ = [
     "KcaptchaError",
     "ModelError",
     "ModelInfo",
+    "NoCaptchaError",
     "Result",
     "Sample",
     "Solver",

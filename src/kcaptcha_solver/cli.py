@@ -262,7 +262,9 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         "evaluate",
         help="accuracy of a model on a folder of labelled captchas",
         description="Run a model (shipped name or .onnx path) through onnxruntime on every "
-        "<label>_<anything>.<ext> image of DIR; print full-string and per-character accuracy, the share of sure "
+        "<label>_<anything>.<ext> image of DIR (a captcha, or a screenshot holding one, up to 4K: read as "
+        "'kcaptcha solve' reads it; a picture with no captcha found counts as wrong); print full-string and "
+        "per-character accuracy, the share of sure "
         "answers and the accuracy of the sure ones, and confusions; "
         "with --gallery, also a picture of the misread images.",
     )
@@ -385,14 +387,17 @@ def _run_voices_remove(args: argparse.Namespace) -> int:
 def _add_solve(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "solve", help="read captcha images and Gnuboard's mp3 captchas",
-        description="Print 'FILE TEXT' per image or mp3, followed by 'unsure (score S)' when the model's probability "
+        description="Print 'FILE TEXT' per image or mp3, followed by 'at X,Y WxH' when the captcha was found inside a "
+        "bigger picture (a screenshot: its box in the picture's pixels; the first captcha, top to bottom), and by "
+        "'unsure (score S)' when the model's probability "
         "of the whole answer is below its calibrated threshold (a second look, or a fresh captcha, is worth it). "
         "A file that cannot be read gets an error line and a "
         "non-zero exit at the end; the other files are still solved. A named model forced on an image that is "
         "not its own answers with a warning line on stderr.",
     )
     p.add_argument("files", nargs="+", metavar="FILE",
-                   help="image files or Gnuboard's mp3 captchas; '-' reads one from stdin")
+                   help="image files (a captcha, or a screenshot holding one, up to 4K) or Gnuboard's mp3 captchas; "
+                   "'-' reads one from stdin")
     p.add_argument("--model", default=AUTO,
                    help="'auto' (the shipped model for each image's size), a shipped model name, or a .onnx path; "
                    "a model that does not fit an image reads it with a warning; mp3 files are read by their voice")
@@ -421,6 +426,9 @@ def _run_solve(args: argparse.Namespace) -> int:
         if result.warning:
             print(f"warning: {name}: {result.warning}", file=sys.stderr)
         line = json.dumps({"file": name, **result.to_dict()}) if args.json else f"{name} {result.text}"
+        if not args.json and result.box:
+            x, y, w, h = result.box
+            line += f"  at {x},{y} {w}x{h}"
         if not args.json and not result.sure:  # the text stays the second field; the mark follows it
             line += f"  unsure (score {result.score:.4f})"
         print(line, flush=True)

@@ -34,6 +34,11 @@ class ImageError(InputError):
     """An input is not a readable image (corrupt, empty, wrong kind, too large)."""
 
 
+class NoCaptchaError(ImageError):
+    """A readable picture with no captcha in it: nothing of a model's shape was found, so nothing is read
+    (an answer invented from a photo or a blank page would pass for a reading)."""
+
+
 class UsageError(KcaptchaError, TypeError):
     """An API was called with the wrong kind of argument: a mistake in the calling code, not bad input."""
 

@@ -1,11 +1,14 @@
 """Measure a model on a folder of labelled captchas (``<label>_<anything>.<ext>``).
 
-Runs the exported ONNX model through the same :class:`Solver` users get (decode ->
+Runs the exported ONNX model through the same :class:`Solver` users get (decode -> locate ->
 route -> read, see solver.py), so the figures are those of the shipped artefact, not of
-the training checkpoint. ``"auto"`` (the default) reads every size and reports which model
-read how many images; one named model reads only images of its own size, since a resized
-reading would mix two measures, and names the model ``"auto"`` would give the images that
-look like another model's (skipped or not). Unreadable, unlabelled or wrong-size files are
+the training checkpoint. The pictures may be of any size up to a 4K screenshot: a bare captcha is
+read whole, any other picture is searched and its first captcha read; a picture where none is found
+counts as a wrong answer (read as ""), since finding it is part of reading it. ``"auto"`` (the
+default) reads every size and reports which model read how many images; one named model skips the
+pictures it would read whole at another size (a captcha of another size, or of a shape no captcha was
+found in), since a resized reading would mix two measures, and names the model ``"auto"`` would give
+the bare captchas that look like another model's (skipped or not). Unreadable, unlabelled or wrong-size files are
 counted and reported, never fatal, unless nothing usable is left. Besides accuracy it counts the
 sure answers (:attr:`Result.sure`) and how many of them are right: a wrong answer marked sure is
 what the calibration (tools/calibrate.py) is there to prevent.
@@ -21,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .errors import DatasetError, InputError
+from .errors import DatasetError, InputError, NoCaptchaError
 from .inputs import to_rgb_array
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"}
@@ -38,7 +41,7 @@ class Report:
     char_total: int
     sure: int = 0  # answers whose score reaches the model's sure_min (Result.sure)
     sure_correct: int = 0  # ... and that are right: the figure the calibration promises (>= 99.9 %)
-    errors: list[dict] = field(default_factory=list)  # file, truth, prediction, model, confidence, score, sure
+    errors: list[dict] = field(default_factory=list)  # file, truth, prediction, model, confidence, score, sure, box
     skipped: list[dict] = field(default_factory=list)  # file, reason
     confusion: Counter = field(default_factory=Counter)  # (truth char, predicted char) -> count
     models: Counter = field(default_factory=Counter)  # model name -> images it read ("auto" routes each)
@@ -111,7 +114,7 @@ def evaluate(model: str | os.PathLike[str], folder: str | os.PathLike[str], batc
     """Score ``model`` on ``folder``; returns the report and the error images for a gallery."""
     from tqdm import tqdm
 
-    from .solver import Solver, route, shipped_models
+    from .solver import Result, Solver, route, shipped_models
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -123,6 +126,8 @@ def evaluate(model: str | os.PathLike[str], folder: str | os.PathLike[str], batc
     size = None if solver.auto else (solver.width, solver.height)
     # What "auto" would choose among for a named model: itself first (it wins a tie), then the other shipped ones.
     rivals = [] if solver.auto else [solver.info, *(m for m in shipped_models().values() if m.name != solver.name)]
+    # Sizes read whole, never searched (Solver's bare captchas): a named model's and the other shipped ones'.
+    bare = {(m.width, m.height) for m in (rivals or solver.models.values())}
     report = Report(model=solver.name, count=0, correct=0, char_correct=0, char_total=0)
     gallery: list[tuple[np.ndarray, dict]] = []
     usable: list[tuple[Path, str]] = []
@@ -136,24 +141,44 @@ def evaluate(model: str | os.PathLike[str], folder: str | os.PathLike[str], batc
             usable.append((path, label))
     bar = tqdm(total=len(usable), desc="evaluate", unit="img", disable=not progress, leave=False)
     for i in range(0, len(usable), batch):
-        chunk, images = [], []
+        chunk, images, results = [], [], []  # results: None for a bare captcha, read below in one batch
         for path, label in usable[i : i + batch]:
             pixels, reason = _read(path)
-            fitting = route(rivals, pixels) if rivals and pixels is not None else None
+            shape = pixels.shape[1::-1] if pixels is not None else None
+            fitting = route(rivals, pixels) if rivals and shape in bare else None
             if fitting is not None and fitting.name != solver.name:
                 report.elsewhere[fitting.name] += 1
-            if pixels is not None and size and pixels.shape[1::-1] != size:
-                reason = f"size {pixels.shape[1]}x{pixels.shape[0]}, the model reads {size[0]}x{size[1]}"
+            read = None
+            if pixels is not None and shape not in bare:  # located and read at once, only the crop kept
+                try:
+                    read = solver.solve(pixels)
+                except NoCaptchaError as exc:
+                    read, pixels = exc, None
+                else:
+                    if read.box:
+                        x, y, w, h = read.box
+                        pixels = pixels[y:y + h, x:x + w].copy()  # the gallery shows what was read
+            as_is = read is None or (isinstance(read, Result) and read.box is None)  # whole, not located
+            if size and pixels is not None and as_is and shape != size:  # a resized read would mix two measures
+                reason = f"size {shape[0]}x{shape[1]}, the model reads {size[0]}x{size[1]}"
             if reason:
                 report.skipped.append({"file": path.name, "reason": reason})
-            else:
-                chunk.append((path, label))
-                images.append(pixels)
-        results = solver.solve_many(images) if images else []
+                continue
+            chunk.append((path, label))
+            images.append(pixels)
+            results.append(read)
+        whole = [k for k, res in enumerate(results) if res is None]
+        for k, res in zip(whole, solver.solve_many([images[k] for k in whole]), strict=True):
+            results[k] = res
         for (path, label), pixels, res in zip(chunk, images, results, strict=True):
             report.count += 1
-            report.models[res.model] += 1
             report.char_total += len(label)
+            if isinstance(res, NoCaptchaError):  # nothing read: wrong, unsure, and nothing to show in a gallery
+                report.errors.append({"file": path.name, "truth": label, "prediction": "", "model": None,
+                                      "confidence": [], "score": 0.0, "sure": False, "box": None,
+                                      "error": str(res)})
+                continue
+            report.models[res.model] += 1
             pairs = list(zip(label, res.text, strict=False))  # a misread may be shorter or longer
             report.char_correct += sum(t == p for t, p in pairs)
             report.confusion.update((t, p) for t, p in pairs if t != p)
@@ -164,7 +189,7 @@ def evaluate(model: str | os.PathLike[str], folder: str | os.PathLike[str], batc
             else:
                 err = {"file": path.name, "truth": label, "prediction": res.text, "model": res.model,
                        "confidence": [round(float(c), 4) for c in res.confidence], "score": res.score,
-                       "sure": res.sure}
+                       "sure": res.sure, "box": list(res.box) if res.box else None}
                 report.errors.append(err)
                 gallery.append((pixels, err))
         bar.update(len(usable[i : i + batch]))
@@ -199,6 +224,9 @@ def format_report(report: Report, max_rows: int = 12) -> str:
         lines.append("  confusions (truth -> read: count): " + ", ".join(
             f"{t}->{p}: {n}" for (t, p), n in report.confusion.most_common(max_rows)))
     for err in report.errors[:max_rows]:
+        if err.get("error"):
+            lines.append(f"  wrong: {err['file']}  truth {err['truth']}  {err['error']}")
+            continue
         conf = " ".join(f"{c:.2f}" for c in err["confidence"])
         mark = "SURE" if err["sure"] else "unsure"
         lines.append(f"  wrong: {err['file']}  truth {err['truth']}  read {err['prediction']}  conf [{conf}]  "

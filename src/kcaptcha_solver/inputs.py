@@ -18,9 +18,10 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import ImageError
 
-# Refuse images whose header declares more pixels than this, before decoding them. Captchas are
-# ~160x92; 1 MP leaves room for screenshots yet keeps one decode under ~3 MB of RGB.
-MAX_PIXELS = 1_000_000
+# Refuse images whose header declares more pixels than this, before decoding them. The largest picture
+# a captcha comes in is a whole 4K screenshot, 3840x2160 = 8,294,400 px; 8.5 MP leaves a little room (a
+# window with its title bar) and keeps one decode under ~26 MB of RGB.
+MAX_PIXELS = 8_500_000
 # What captchas are served as. Fewer decoders also means less parser surface for a public service.
 FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP")
 SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")  # Pillow's modes for 16-bit grayscale PNGs
