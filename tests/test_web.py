@@ -281,21 +281,25 @@ def test_model_selector_switches_models(page, shared_dir, reference) -> None:
     assert page.evaluate("localStorage.getItem('kcaptcha-model')") == "auto"
 
 
+def given_while_loading(path: Path) -> str:
+    """An init script that puts ``path`` into the file input while the page is still parsing, before its
+    script runs (as a person picking a file fast would), noting the page's state at that moment."""
+    b64 = json.dumps(base64.b64encode(path.read_bytes()).decode())
+    return """document.addEventListener('readystatechange', () => {
+      if (document.readyState !== 'interactive') return;
+      const bytes = Uint8Array.from(atob(B64), (c) => c.charCodeAt(0));
+      const data = new DataTransfer();
+      data.items.add(new File([bytes], 'early.png', { type: 'image/png' }));
+      document.getElementById('file-input').files = data.files;
+      window.stateWhenGiven = document.body.dataset.state;
+    });""".replace("B64", b64)
+
+
 def test_image_given_while_loading_is_solved_once_ready(browser, server, shared_dir, reference) -> None:
     """The file input gets an image before the page's script has run; the answer still comes."""
     path = sample_files(shared_dir / "seed-l2")[0]
     context = browser.new_context()
-    b64 = json.dumps(base64.b64encode(path.read_bytes()).decode())
-    context.add_init_script(
-        """document.addEventListener('readystatechange', () => {
-          if (document.readyState !== 'interactive') return;
-          const bytes = Uint8Array.from(atob(B64), (c) => c.charCodeAt(0));
-          const data = new DataTransfer();
-          data.items.add(new File([bytes], 'early.png', { type: 'image/png' }));
-          document.getElementById('file-input').files = data.files;
-          window.stateWhenGiven = document.body.dataset.state;
-        });""".replace("B64", b64)
-    )
+    context.add_init_script(given_while_loading(path))
     page = context.new_page()
     try:
         page.goto(server)
@@ -626,15 +630,7 @@ def test_the_mp3_reader_loads_after_the_first_answer(browser, server, shared_dir
     mp3 is read with the network gone. So is locate.js, the screenshot search."""
     image, mp3 = sample_files(shared_dir / "seed-l2")[0], sample_files(shared_dir / "audio" / "jmoon")[0]
     context = browser.new_context(locale="en-US")
-    context.add_init_script(
-        """document.addEventListener('readystatechange', () => {
-          if (document.readyState !== 'interactive') return;
-          const bytes = Uint8Array.from(atob(B64), (c) => c.charCodeAt(0));
-          const data = new DataTransfer();
-          data.items.add(new File([bytes], 'early.png', { type: 'image/png' }));
-          document.getElementById('file-input').files = data.files;
-        });""".replace("B64", json.dumps(base64.b64encode(image.read_bytes()).decode()))
-    )
+    context.add_init_script(given_while_loading(image))
     page = context.new_page()
     try:
         page.goto(server)
