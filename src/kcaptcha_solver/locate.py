@@ -1,6 +1,7 @@
 """Find captchas in a picture (a screenshot, a loose crop, the bare image) and cut them out at a model's size.
 
-numpy and Pillow only, so the solver, the service and the page's Python twin can all use it.
+numpy and Pillow only, so the solver (and through it the service) can use it; ``web/locate.js`` is its
+port for the page, with the same constants.
 
 How: a captcha on a page is a rectangle with the shape of a model's input (160x60, 160x92, ...) whose
 sides are straight lines where its background meets a border or the page: Gnuboard draws a 1-px
