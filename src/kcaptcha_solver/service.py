@@ -32,6 +32,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -200,9 +201,8 @@ def create_app(solver: Solver | None = None, settings: ServeSettings | None = No
 
     @app.get("/models", summary="The shipped models and the one this service uses")
     async def models() -> dict:
-        public = [_public(info.to_dict()) for info in shipped_models().values()]
         return {"model": solver.name, "loaded": [_public(i.to_dict()) for i in solver.models.values()],
-                "shipped": public}
+                "shipped": list(_shipped())}
 
     @app.get("/docs", include_in_schema=False)
     async def docs() -> HTMLResponse:
@@ -261,6 +261,12 @@ class _Uploads:
         if self.count == 0:
             self.since_trim = 0
             _release_memory()
+
+
+@lru_cache(maxsize=1)
+def _shipped() -> tuple[dict, ...]:
+    """The shipped models' public info, read once: reading it opens an onnxruntime session per model."""
+    return tuple(_public(info.to_dict()) for info in shipped_models().values())
 
 
 def _public(info: dict) -> dict:
