@@ -38,7 +38,7 @@ demo: setup-solve web-build
 	$(BIN)/kcaptcha web
 
 lint:
-	$(BIN)/ruff check src tests benchmarks tools
+	$(BIN)/ruff check src tests benchmarks tools setup.py
 
 test: setup-dev web-build browser lint
 	KCAPTCHA_SHARED=$(SHARED) $(BIN)/pytest -q
