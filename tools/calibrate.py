@@ -32,10 +32,10 @@ from write_reading import update_onnx, update_tfjs
 
 from kcaptcha_solver.generator import Generator
 from kcaptcha_solver.solver import Solver, read_model_info
+from kcaptcha_solver.trainconfig import RESERVED_SEEDS as RESERVED  # the evaluation seeds (DEVELOPERS.md)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "calibration.json"
-RESERVED = range(70_000_000, 90_000_000)  # the evaluation seeds (DEVELOPERS.md)
 FLOOR = 0.5  # above half, no other string can be likelier: the least a sure answer must have
 RULE = ("sure_min = max(0.5, the highest score of a wrong answer + 0.0001): no wrong validation answer is sure "
         "(scores are reported, and compared, rounded to 4 places)")
