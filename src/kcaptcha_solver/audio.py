@@ -14,7 +14,6 @@ where it stopped; this module never guesses.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import json
 import os
@@ -25,7 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
-from .errors import AudioError, ConfigError
+from .errors import AudioError, ConfigError, did_you_mean
 
 SHIPPED_FILE = Path(__file__).with_name("voices.json")
 DATA_ENV = "KCAPTCHA_DATA"  # overrides the user data folder (tests point it at tmp_path)
@@ -220,8 +219,7 @@ def remove_voice(name: str) -> Path:
     if name not in learned:
         if name in shipped_voices():
             raise ConfigError(f"voice {name!r} is shipped with kcaptcha-solver and cannot be removed")
-        close = difflib.get_close_matches(name, list(learned), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else f" (learned: {', '.join(learned) or 'none'})"
+        hint = did_you_mean(name, learned) or f" (learned: {', '.join(learned) or 'none'})"
         raise ConfigError(f"no learned voice {name!r}{hint}")
     path = Path(learned[name].origin)
     path.unlink()
