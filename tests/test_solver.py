@@ -563,3 +563,24 @@ def test_a_model_added_later_is_searched_for_at_its_own_size(tmp_path: Path, fil
     r = Solver(path).solve(on_page(captcha, 1.5, (140, 90)))
     assert (r.text, r.model, r.box, r.resized) == ("ab", "fixed", (140, 90, 300, 75), True)
     assert Solver(path).solve(captcha).box is None  # its own size: a bare captcha
+
+
+def test_a_refused_input_leaves_no_garbage_cycle() -> None:
+    """A bad input's error must not hold its own frame (and the pixels in it) in a reference cycle: a
+    service refusing a burst of such uploads would keep their memory until the garbage collector ran."""
+    import gc
+
+    solver = Solver()
+    noise = np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    gc.collect()
+    gc.disable()
+    try:
+        try:  # not pytest.raises: its record of the error would hold this frame in a cycle of its own
+            solver.solve(noise)
+        except NoCaptchaError:
+            pass
+        else:
+            pytest.fail("a picture of noise was read")
+        assert gc.collect() == 0
+    finally:
+        gc.enable()

@@ -303,7 +303,10 @@ class Solver:
         picture holds none)."""
         result = self.solve_many([image])[0]
         if isinstance(result, InputError):
-            raise result
+            try:
+                raise result
+            finally:
+                del result  # else this frame would hold the error that holds this frame (a cycle)
         return result
 
     def solve_all(self, image: ImageInput) -> list[Result]:
@@ -342,7 +345,9 @@ class Solver:
             try:
                 got = self._decode(image)
             except InputError as exc:
-                got = exc
+                # Kept without its traceback: that holds this frame, whose `out` would hold the error, a
+                # cycle that kept each bad input's pixel arrays alive until the garbage collector ran.
+                got = exc.with_traceback(None)
             if isinstance(got, list):
                 pictures[i] = got[0]  # the first captcha, top to bottom
                 got = None
