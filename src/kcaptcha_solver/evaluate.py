@@ -114,7 +114,7 @@ def evaluate(model: str | os.PathLike[str], folder: str | os.PathLike[str], batc
     """Score ``model`` on ``folder``; returns the report and the error images for a gallery."""
     from tqdm import tqdm
 
-    from .solver import Result, Solver, route, shipped_models
+    from .solver import Result, Solver, catalogue, route
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -125,7 +125,7 @@ def evaluate(model: str | os.PathLike[str], folder: str | os.PathLike[str], batc
     solver = Solver(model)
     size = None if solver.auto else (solver.width, solver.height)
     # What "auto" would choose among for a named model: itself first (it wins a tie), then the other shipped ones.
-    rivals = [] if solver.auto else [solver.info, *(m for m in shipped_models().values() if m.name != solver.name)]
+    rivals = [] if solver.auto else [solver.info, *(m for m in catalogue() if m.name != solver.name)]
     # Sizes read whole, never searched (Solver's bare captchas): a named model's and the other shipped ones'.
     bare = {(m.width, m.height) for m in (rivals or solver.models.values())}
     report = Report(model=solver.name, count=0, correct=0, char_correct=0, char_total=0)

@@ -196,8 +196,8 @@ def shipped_models() -> dict[str, ModelInfo]:
 
 
 @lru_cache(maxsize=1)
-def _catalogue() -> tuple[ModelInfo, ...]:
-    """The shipped models in catalogue order, read once: what a named model is checked against."""
+def catalogue() -> tuple[ModelInfo, ...]:
+    """The shipped models in catalogue order, read once (cached): what a named model is checked against."""
     return tuple(sorted(shipped_models().values(), key=_order))
 
 
@@ -271,7 +271,7 @@ class Solver:
         # one of them, or (for a named model) at any shipped model's size, is a bare captcha: read whole,
         # as before locate existed, so a forced model still reads and warns on another model's image.
         self._sizes = list(dict.fromkeys((m.width, m.height) for m in self.models.values()))
-        self._bare = set(self._sizes) | (set() if self.auto else {(m.width, m.height) for m in _catalogue()})
+        self._bare = set(self._sizes) | (set() if self.auto else {(m.width, m.height) for m in catalogue()})
         self._whole = tuple(max(CAPTCHA_MAX[k], *(size[k] for size in self._sizes)) for k in (0, 1))
 
     @property
@@ -421,7 +421,7 @@ class Solver:
         if self.auto:
             return None
         h, w = pixels.shape[:2]
-        rivals = [info, *(m for m in _catalogue() if m.name != info.name)]  # first: it wins a tie
+        rivals = [info, *(m for m in catalogue() if m.name != info.name)]  # first: it wins a tie
         fitting = route(rivals, pixels)
         if fitting is not info:
             what = f"this {w}x{h} image" if box is None else f"the {box[2]}x{box[3]} captcha at ({box[0]}, {box[1]})"
