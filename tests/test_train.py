@@ -206,13 +206,23 @@ def test_screen_views_are_seeded_and_keep_the_size(shared_dir: Path) -> None:
 
     batch = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sample_files(shared_dir / "gnuboard5")[:8]])
     same = batch.copy()
-    screen_views(same, 0.0, 5)
+    screen_views(same, TrainConfig(screen=0.0), 5)
     assert np.array_equal(same, batch)
-    a, b = batch.copy(), batch.copy()
-    screen_views(a, 1.0, 5)
-    screen_views(b, 1.0, 5)
+    a, b, smaller = batch.copy(), batch.copy(), batch.copy()
+    screen_views(a, TrainConfig(screen=1.0), 5)
+    screen_views(b, TrainConfig(screen=1.0), 5)
     assert a.shape == batch.shape and np.array_equal(a, b)
     assert all(not np.array_equal(a[i], batch[i]) for i in range(len(batch)))
+    screen_views(smaller, TrainConfig(screen=1.0, screen_min=0.3), 5)  # --screen-min widens the scales drawn
+    assert not np.array_equal(smaller, a)
+
+
+def test_train_refuses_a_screen_min_out_of_range(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code = main(["train", "--preset", "seed-l2", "--screen", "0.5", "--screen-min", "0", "--epochs", "1",
+                 "--out", str(tmp_path / "run")])
+    assert code == 2
+    assert "screen-min" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_train_refuses_a_screen_share_outside_0_to_1(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -80,35 +80,35 @@ class CaptchaStream(IterableDataset):
             start = self.cfg.seed + self.first + b * bs
             images, labels = zip(*(draw(start + i) for i in range(bs)), strict=True)
             images = np.stack(images)
-            screen_views(images, self.cfg.screen, start)
+            screen_views(images, self.cfg, start)
             yield torch.from_numpy(images), torch.from_numpy(targets_for(list(labels), task.classes, task.length[1]))
 
 
 # Screens show Gnuboard's 160x60 captcha at 0.633x its pixels (38 CSS px high inside a 40-px border box)
 # times the device-pixel-ratio: 0.63 at DPR 1, 0.79 at 1.25, 0.95 at 1.5, 1.27 at 2, 1.9 at 3; locate.py
 # brings it back to the model's size. --screen trains on such views (benchmarks/screenshots.py).
-SCREEN_SCALES = (0.55, 2.0)
+SCREEN_MAX = 2.0
 SCREEN_FILTERS = (Image.BILINEAR, Image.BICUBIC, Image.HAMMING, Image.LANCZOS)  # browsers' filters vary
 
 
-def screen_view(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``image`` as a screen shows it (a random scale, filter and pixel-grid offset), then brought back to
-    its size the way locate.py does: what the solver reads from a screenshot."""
+def screen_view(image: np.ndarray, rng: np.random.Generator, smallest: float) -> np.ndarray:
+    """``image`` as a screen shows it (a random scale from ``smallest`` to 2x, filter and pixel-grid offset),
+    then brought back to its size the way locate.py does: what the solver reads from a screenshot."""
     h, w = image.shape[:2]
-    f = rng.uniform(*SCREEN_SCALES)
+    f = rng.uniform(smallest, SCREEN_MAX)
     ox, oy = rng.uniform(0, 0.5 / f, 2)  # where the screen's pixel grid falls on the image
     filt = SCREEN_FILTERS[rng.integers(len(SCREEN_FILTERS))]
     small = Image.fromarray(image).resize((round(w * f), round(h * f)), filt, box=(ox, oy, w, h))
     return np.asarray(small.resize((w, h), RESAMPLE))
 
 
-def screen_views(images: np.ndarray, share: float, seed: int) -> None:
-    """Replace about ``share`` of a uint8 batch [B, H, W, 3] by screen views, in place."""
-    if not share:
+def screen_views(images: np.ndarray, cfg: TrainConfig, seed: int) -> None:
+    """Replace about ``cfg.screen`` of a uint8 batch [B, H, W, 3] by screen views, in place."""
+    if not cfg.screen:
         return
     rng = np.random.default_rng(seed)
-    for i in np.flatnonzero(rng.random(len(images)) < share):
-        images[i] = screen_view(images[i], rng)
+    for i in np.flatnonzero(rng.random(len(images)) < cfg.screen):
+        images[i] = screen_view(images[i], rng, cfg.screen_min)
 
 
 def drawer(cfg: TrainConfig, family: str = general.NAME) -> Callable[[int], tuple[np.ndarray, str]]:
@@ -133,7 +133,7 @@ def make_validation(cfg: TrainConfig) -> dict[str, tuple[torch.Tensor, torch.Ten
         draw = drawer(cfg, family or general.NAME)
         images, labels = zip(*(draw(first + i) for i in range(count)), strict=True)
         images = np.stack(images)
-        screen_views(images, cfg.screen, first)  # the same mix as training, so "best" means best on it
+        screen_views(images, cfg, first)  # the same mix as training, so "best" means best on it
         sets[family] = (torch.from_numpy(images),
                         torch.from_numpy(targets_for(list(labels), task.classes, task.length[1])))
         first += count
@@ -225,6 +225,8 @@ def train(
     cfg.check_seeds()
     if not 0 <= cfg.screen <= 1:
         raise ConfigError(f"screen share must be between 0 and 1, got {cfg.screen}")
+    if not 0.1 <= cfg.screen_min <= SCREEN_MAX:
+        raise ConfigError(f"screen-min must be between 0.1 and {SCREEN_MAX}, got {cfg.screen_min}")
     task = cfg.task()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -56,8 +56,11 @@ class TrainConfig:
     init: str | None = option(None, "start from these weights with a fresh schedule (fine-tune, e.g. a preset "
                               "model for your site's config)", metavar="CHECKPOINT")
     # Screens show the 160x60 captcha at 0.63x (desktop, DPR 1) to 1.9x (DPR 3); locate.py brings it back.
-    screen: float = option(0.0, "share of images seen as a screenshot shows them (scaled 0.55-2x and back), "
+    screen: float = option(0.0, "share of images seen as a screenshot shows them (scaled SCALE-2x and back), "
                            "to read screenshots", metavar="SHARE")
+    # Gnuboard's CSS draws any captcha 38 px high at DPR 1: 0.63x of 60 px, 0.41x of kcaptcha-default's 92.
+    screen_min: float = option(0.55, "smallest scale of --screen's views (38 / image height reaches Gnuboard's "
+                               "desktop skin at DPR 1)", metavar="SCALE")
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
