@@ -19,8 +19,16 @@ from conftest import MIN_ACCURACY, MODELS, label, model_files, sample_files
 from PIL import Image, ImageDraw
 from test_locate import on_page
 
-from kcaptcha_solver import AudioError, ImageError, InputError, ModelError, NoCaptchaError, Solver, shipped_models
-from kcaptcha_solver.errors import UsageError
+from kcaptcha_solver import (
+    AudioError,
+    ImageError,
+    InputError,
+    ModelError,
+    NoCaptchaError,
+    Solver,
+    UsageError,
+    shipped_models,
+)
 from kcaptcha_solver.modelfile import Reading
 from kcaptcha_solver.solver import MODELS_DIR, read_model_info
 

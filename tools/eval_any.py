@@ -1,4 +1,5 @@
-"""Accuracy of a general model (preset 'any') per configuration family, read as a user reads.
+"""Accuracy of a general model (preset 'any') per configuration family, read as a user reads; with
+``auto``, what the shipped models make of those configurations (issue 13's starting point).
 
 Each family's images are drawn by the generator and encoded as PHP sends them (JPEG or PNG at their
 own size), then read by ``Solver(model)``: decode, the stretch to the model's input, the reading.
@@ -7,6 +8,7 @@ the real PHP samples of the three presets (``<label>_<index>.<ext>`` files), rea
 
     python tools/eval_any.py export/kcaptcha-any.onnx [--count 1000] [--shared ../shared/real-kcaptcha]
         [--json out.json]
+    python tools/eval_any.py auto --count 500 --json benchmarks/results/any_families_auto.json
 
 Seeds: family k uses 96,000,000 + k * 1,000,000 onwards: clear of training (below 70,000,000 by
 default), validation (90,000,000 onwards, a few thousand per set), the export check (95,000,000)
@@ -31,23 +33,29 @@ BATCH = 256
 
 def score(solver: Solver, images: list[bytes | Path], truths: list[str]) -> dict:
     """Full-string and per-character accuracy of ``solver`` on ``images``, a few misreads as examples."""
-    right = chars = chars_right = 0
+    right = chars = chars_right = sure = sure_wrong = 0
     misread = []
+    models: dict[str, int] = {}
     for i in range(0, len(images), BATCH):
         for truth, got in zip(truths[i : i + BATCH], solver.solve_many(images[i : i + BATCH]), strict=True):
             text = "" if isinstance(got, InputError) else got.text
             right += text == truth
+            if not isinstance(got, InputError):
+                sure += got.sure
+                sure_wrong += got.sure and text != truth
+                models[got.model] = models.get(got.model, 0) + 1
             chars += len(truth)
             chars_right += sum(a == b for a, b in zip(text, truth, strict=False))
             if text != truth and len(misread) < 5:
                 misread.append([truth, text])
     return {"count": len(images), "accuracy": round(100 * right / len(images), 2),
-            "char_accuracy": round(100 * chars_right / max(chars, 1), 2), "misread_examples": misread}
+            "char_accuracy": round(100 * chars_right / max(chars, 1), 2), "sure": sure, "sure_wrong": sure_wrong,
+            "read_by": models, "misread_examples": misread}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("model", type=Path, help="the exported .onnx file")
+    ap.add_argument("model", help="the exported .onnx file, or a shipped model's name, or auto")
     ap.add_argument("--count", type=int, default=1000, help="generated images per family")
     ap.add_argument("--fonts", help="folder with all 25 atlases (default: $KCAPTCHA_FONTS)")
     ap.add_argument("--shared", type=Path, help="the real-kcaptcha folder: also read its preset samples")
@@ -61,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         seeds = range(EVAL_SEED + k * 1_000_000, EVAL_SEED + k * 1_000_000 + args.count)
         samples = [general.sample(seed, args.fonts, family) for seed in seeds]
         report["generated"][family] = score(solver, [s.encode() for s in samples], [s.label for s in samples])
-        print(f"{family:20} {report['generated'][family]['accuracy']:6.2f} %  "
+        got = report["generated"][family]
+        print(f"{family:20} {got['accuracy']:6.2f} %  sure {got['sure']} ({got['sure_wrong']} wrong)  "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
     for name in PRESET_FOLDERS if args.shared else ():
         files = sorted((args.shared / name).iterdir())

@@ -11,7 +11,7 @@ train mode, batch statistics are close to ``m, v``, so fine-tuning starts where 
     python tools/onnx_checkpoint.py src/kcaptcha_solver/models/kcaptcha-default.onnx runs/kd-onnx.pt \\
         --fonts ~/.cache/kcaptcha-solver/fonts
 
-Only float32 models (a float16 file would start from rounded weights): kcaptcha-default and seed-l2.
+A float16 file (gnuboard5) gives its rounded weights, which fine-tuning then adjusts.
 """
 
 from __future__ import annotations
@@ -37,22 +37,29 @@ def convert(path: Path, fonts: str | None, seed: int, count: int) -> tuple[nn.Mo
     meta = {p.key.removeprefix("kcaptcha."): p.value for p in proto.metadata_props}
     spec = ModelSpec(arch=meta["arch"], height=int(meta["height"]), width=int(meta["width"]),
                      positions=int(meta["length_max"]), classes=meta["classes"])
-    weights = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
-    if any(w.dtype != np.float32 for w in weights.values()):
-        raise SystemExit(f"{path}: not float32 weights")
+    weights = {t.name: numpy_helper.to_array(t).astype(np.float32) for t in proto.graph.initializer}
+    for node in proto.graph.node:  # float16 files cast each weight to float32 in the graph
+        if node.op_type == "Cast" and node.input[0] in weights:
+            weights[node.output[0]] = weights[node.input[0]]
     model = build(spec).eval()
     convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
     norms = [m for m in model.features if isinstance(m, nn.BatchNorm2d)]
-    # Initializers in graph order: per conv its weight and folded bias, then the head's matrix; the head's
-    # bias is named. Shapes are checked by copy_ below.
-    ordered = [weights[n.input[1]] for n in proto.graph.node if n.op_type == "Conv"]
-    biases = [weights[n.input[2]] for n in proto.graph.node if n.op_type == "Conv"]
-    matmul = next(weights[n.input[1]] for n in proto.graph.node if n.op_type == "MatMul")
+    # Per convolution its weight and folded bias; then the head: MatMul by W.T and Add (CTC models) or
+    # Gemm with W (per-position models). Shapes are checked by copy_ below.
+    nodes = proto.graph.node
+    ordered = [weights[n.input[1]] for n in nodes if n.op_type == "Conv"]
+    biases = [weights[n.input[2]] for n in nodes if n.op_type == "Conv"]
+    gemm = [n for n in nodes if n.op_type == "Gemm"]
+    if gemm:
+        head_w, head_b = weights[gemm[0].input[1]], weights[gemm[0].input[2]]
+    else:
+        head_w = next(weights[n.input[1]] for n in nodes if n.op_type == "MatMul").T
+        head_b = next(weights[i] for n in nodes if n.op_type == "Add" for i in n.input if i in weights)
     with torch.no_grad():
         for conv, w in zip(convs, ordered, strict=True):
-            conv.weight.copy_(torch.from_numpy(w.copy()))
-        model.head.weight.copy_(torch.from_numpy(matmul.T))
-        model.head.bias.copy_(torch.from_numpy(weights["model.head.bias"]))
+            conv.weight.copy_(torch.from_numpy(w))
+        model.head.weight.copy_(torch.from_numpy(np.ascontiguousarray(head_w)))
+        model.head.bias.copy_(torch.from_numpy(head_b))
         for bn, b in zip(norms, biases, strict=True):  # identity + folded bias: exact in eval mode
             bn.running_mean.zero_(), bn.running_var.fill_(1 - bn.eps), bn.weight.fill_(1)
             bn.bias.copy_(torch.from_numpy(b))

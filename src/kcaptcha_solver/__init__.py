@@ -10,6 +10,7 @@ from .errors import (
     KcaptchaError,
     ModelError,
     NoCaptchaError,
+    UsageError,
 )
 from .generator import PRESETS, CaptchaConfig, Generator, Sample
 from .solver import ModelInfo, Result, Solver, shipped_models
@@ -31,6 +32,7 @@ __all__ = [
     "Result",
     "Sample",
     "Solver",
+    "UsageError",
     "shipped_models",
 ]
 __version__ = "0.1.0"
