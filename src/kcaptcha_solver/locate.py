@@ -18,9 +18,14 @@ border round it (``#898989`` on the desktop skin, ``#e9e9e9`` on the PC layout f
    (a plain light background with some dark ink).
 
 Lower frames are tried first, so a captcha inside a taller captcha-shaped frame is the captcha; between
-shapes of one height, the widest first (a digit's long stroke can pass for a narrower shape's side).
+shapes of one height, the widest first (a digit's long stroke can pass for a narrower shape's side),
+and a wider shape found on the rows of a narrower one takes its place (a pair of lines one row inside
+a blended border can be broken short enough to fit only the narrower shape, which a stroke then closes).
 The picture's own edges count as lines, so a crop of the image alone (with or without border) is
-found the same way. A picture already at a model's size is returned whole, with no search.
+found the same way; but a frame that touches them is kept only when no frame inside the picture is
+found: a loose crop cuts through the neighbour above (an input box with its text, a frame of the
+captcha's shape), and rules drawn across a screen meet its edge. A picture already at a model's size
+is returned whole, with no search.
 """
 
 from __future__ import annotations
@@ -135,22 +140,53 @@ def _boxes(gray: np.ndarray, sizes: list[tuple[int, int]]) -> list[tuple[tuple[i
                 expected = height * size[0] / size[1]
                 if x1 - x0 >= expected * (1 - ASPECT_TOL) - SIDE_TOL:
                     pairs.append((expected, top, bottom, x0 if left else None, x1 if right else None, size))
+    h, w = gray.shape
     out: list[tuple[tuple[int, int, int, int], tuple[int, int]]] = []
-    # Lowest first: a captcha inside a taller captcha-shaped frame (a crop whose own edges have the right
-    # shape) is the captcha; the lines of its own border nest around it and are skipped. Between shapes
-    # of one height, the widest first: a digit's long stroke can pass for the side of a narrower shape.
-    for expected, top, bottom, x0, x1, size in sorted(pairs, key=lambda p: (p[2] - p[1], -p[0], p[1])):
+    # Frames of the page's own lines first; one that leans on the picture's edge (a crop cut through a
+    # neighbour, rules that run off the screen) comes last, and is kept only when nothing else is found.
+    # Then lowest first: a captcha inside a taller captcha-shaped frame (a crop whose own edges have the
+    # right shape) is the captcha; the lines of its own border nest around it and are skipped. Between
+    # shapes of one height, the widest first: a digit's long stroke can pass for the side of a narrower shape.
+    def order(p: tuple) -> tuple:
+        expected, top, bottom, x0, x1, _ = p
+        return (top == 0 or bottom == h or x0 == 0 or x1 == w, bottom - top, -expected, top)
+
+    for expected, top, bottom, x0, x1, size in sorted(pairs, key=order):
         # The frame, from the side where both lines end (the other may run on into a neighbour).
         a = x0 if x0 is not None else round(x1 - expected)
-        if any(_overlap((a, top, round(expected), bottom - top), box) for box, _ in out):
+        if any(_overlap((a, top, round(expected), bottom - top), box) and not _wider(size, other)
+               for box, other in out):
             continue
         box = _refine(gray, edges, top, bottom, a, x0 is not None, expected, size)
-        if box is None or any(_overlap(box, other) for other, _ in out):
+        if box is None:
+            continue
+        # A wider shape on a found frame's rows is that frame, read whole: the found one was cut short by
+        # a digit's stroke (a pair of lines one row inside the border, broken by blending, fits only the
+        # narrower shape, and such a pair is lower).
+        clash = [f for f in out if _overlap(box, f[0])]
+        if not all(_wider(size, other) and _same_rows(box, found) for found, other in clash):
             continue
         x, y, bw, bh = box
         if _looks_like_captcha(gray[y:y + bh, x:x + bw]):
-            out.append((box, size))
-    return sorted(out, key=lambda f: (f[0][1], f[0][0]))
+            out = [f for f in out if f not in clash] + [(box, size)]
+    inside = [f for f in out if not _at_edge(f[0], w, h)]
+    return sorted(inside or out, key=lambda f: (f[0][1], f[0][0]))
+
+
+def _wider(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    """Shape ``a`` (width, height) is wider than shape ``b``."""
+    return a[0] * b[1] > b[0] * a[1]
+
+
+def _same_rows(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+    """Boxes ``a`` and ``b`` share their top and bottom, within SIDE_TOL."""
+    return abs(a[1] - b[1]) <= SIDE_TOL and abs(a[1] + a[3] - b[1] - b[3]) <= SIDE_TOL
+
+
+def _at_edge(box: tuple[int, int, int, int], w: int, h: int) -> bool:
+    """The box touches the picture's edge: one of its sides may be the picture's, not a line of the page."""
+    x, y, bw, bh = box
+    return x == 0 or y == 0 or x + bw == w or y + bh == h
 
 
 def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:

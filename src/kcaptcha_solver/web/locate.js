@@ -135,17 +135,39 @@ function boxes(pic, sizes) {
       }
     }
   }
-  // Lowest frame first, then the widest shape, then the highest (Array.sort is stable, as Python's sorted).
-  pairs.sort((p, q) => p[2] - p[1] - (q[2] - q[1]) || q[0] - p[0] || p[1] - q[1]);
-  const out = [];
+  // Frames of the page's own lines first, one leaning on the picture's edge last; then the lowest frame,
+  // the widest shape, the highest (Array.sort is stable, as Python's sorted; false sorts before true).
+  const edge = ([, top, bottom, x0, x1]) => (top === 0 || bottom === h || x0 === 0 || x1 === w ? 1 : 0);
+  pairs.sort((p, q) => edge(p) - edge(q) || p[2] - p[1] - (q[2] - q[1]) || q[0] - p[0] || p[1] - q[1]);
+  let out = [];
   for (const [expected, top, bottom, x0, x1, size] of pairs) {
     const a = x0 !== null ? x0 : pyRound(x1 - expected);
-    if (out.some(([box]) => overlap([a, top, pyRound(expected), bottom - top], box))) continue;
+    const rough = [a, top, pyRound(expected), bottom - top];
+    if (out.some(([box, other]) => overlap(rough, box) && !wider(size, other))) continue;
     const box = refine(pic, top, bottom, a, x0 !== null, expected, size);
-    if (box === null || out.some(([other]) => overlap(box, other))) continue;
-    if (looksLikeCaptcha(pic, box)) out.push([box, size]);
+    if (box === null) continue;
+    // A wider shape on a found frame's rows is that frame, read whole (locate.py says why).
+    const clash = out.filter(([other]) => overlap(box, other));
+    if (!clash.every(([found, other]) => wider(size, other) && sameRows(box, found))) continue;
+    if (looksLikeCaptcha(pic, box)) out = [...out.filter((f) => !clash.includes(f)), [box, size]];
   }
-  return out.sort((p, q) => p[0][1] - q[0][1] || p[0][0] - q[0][0]);
+  const inside = out.filter(([box]) => !atEdge(box, w, h));
+  return (inside.length ? inside : out).sort((p, q) => p[0][1] - q[0][1] || p[0][0] - q[0][0]);
+}
+
+/** Shape a ([width, height]) is wider than shape b. */
+function wider(a, b) {
+  return a[0] * b[1] > b[0] * a[1];
+}
+
+/** Boxes a and b share their top and bottom, within SIDE_TOL. */
+function sameRows(a, b) {
+  return Math.abs(a[1] - b[1]) <= SIDE_TOL && Math.abs(a[1] + a[3] - b[1] - b[3]) <= SIDE_TOL;
+}
+
+/** The box touches the picture's edge: one of its sides may be the picture's, not a line of the page. */
+function atEdge([x, y, bw, bh], w, h) {
+  return x === 0 || y === 0 || x + bw === w || y + bh === h;
 }
 
 function overlap([ax, ay, aw, ah], [bx, by, bw, bh]) {
