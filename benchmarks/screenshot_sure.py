@@ -25,7 +25,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from kcaptcha_solver.errors import NoCaptchaError
-from kcaptcha_solver.screenshot import DPRS, SKINS, Renderer, sample_images
+from kcaptcha_solver.generator import PRESETS as CONFIGS
+from kcaptcha_solver.screenshot import DPRS, SKINS, Renderer, sample_images, squeezes
 from kcaptcha_solver.solver import Solver
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         for skin in SKINS:
             for dpr in DPRS:
                 for preset in PRESETS:
+                    if squeezes(skin, CONFIGS[preset].image_size):  # not a view any site shows
+                        continue
                     for shot in renderer.render(sample_images(SHARED / preset, args.count, args.start), skin, dpr,
                                                 seed=int(dpr * 100)):
                         for fmt in ("PNG", "JPEG"):

@@ -7,6 +7,10 @@ as PNG and as JPEG (quality 90). Each picture is decoded, located and read with 
 a picture counts as read when exactly one captcha is found and its text is the label. Every resampling
 in RESAMPLINGS is scored on the same boxes, so the choice in locate.py is measured, not assumed.
 
+Gnuboard's PC layout on a phone (skin ``mobile-pc``) sets the image to 160x60 CSS px whatever its size, so
+only a 160x60 captcha looks like itself there; a 160x92 kcaptcha-default would be squeezed to the other
+presets' shape, a view no site shows, so that preset is not drawn in that skin (``screenshot.squeezes``).
+
 Time: the form pasted on a 1920x1080 screen (``screenshot.screen``), decoded pixels in memory, locate +
 read on one thread, after a warm-up.
 
@@ -28,9 +32,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from kcaptcha_solver.generator import PRESETS as CONFIGS
 from kcaptcha_solver.inputs import decode_bytes
 from kcaptcha_solver.locate import RESAMPLE, locate
-from kcaptcha_solver.screenshot import CROPS, DPRS, SKINS, Renderer, sample_images, screen
+from kcaptcha_solver.screenshot import CROPS, DPRS, SKINS, Renderer, sample_images, screen, squeezes
 from kcaptcha_solver.solver import Solver
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         for skin in SKINS:
             for dpr in DPRS:
                 for preset in args.presets:
+                    if squeezes(skin, CONFIGS[preset].image_size):
+                        continue
                     for shot in renderer.render(sources[preset], skin, dpr, seed=int(dpr * 100)):
                         if shot.crop == "form" and skin == "desktop":
                             forms.append(shot)
@@ -106,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     by = {
         "preset_skin_dpr": {f"{pre} {skin} dpr {d}": group(
             default, lambda p, s, dd, c, f, p0=pre, s0=skin, d0=d: p == p0 and s == s0 and dd == d0)
-            for pre in presets for skin in SKINS for d in DPRS},
+            for pre in presets for skin in SKINS for d in DPRS if not squeezes(skin, CONFIGS[pre].image_size)},
         "crop": {c: group(default, lambda p, s, d, cc, f, c0=c: cc == c0) for c in CROPS},
         "preset": {p: group(default, lambda pp, s, d, c, f, p0=p: pp == p0) for p in presets},
         "format": {f: group(default, lambda p, s, d, c, ff, f0=f: ff == f0) for f in FORMATS},
@@ -137,7 +144,10 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "what": "real PHP captchas (shared sample) in Gnuboard 5 markup, rendered by Chromium, located and read",
         "presets": presets, "images_per_preset": args.count, "first_index": args.start,
-        "skins": SKINS, "dprs": DPRS, "crops": CROPS, "formats": FORMATS, "resampling": default, "targets": TARGETS,
+        "skins": SKINS, "not_drawn": [[p, s] for p in presets for s in SKINS
+                                               if squeezes(s, CONFIGS[p].image_size)],
+        "dprs": DPRS, "crops": CROPS, "formats": FORMATS,
+        "resampling": default, "targets": TARGETS,
         "at_targets": targets, "by": by, "resamplings": resamplings,
         "not_one_found": {"/".join(map(str, k)): v for k, v in misses.items()},
         "screen_1920x1080": {"screens": len(times), "read": right,
