@@ -97,8 +97,9 @@ def main() -> None:
     model, spec, preset = convert(args.onnx, args.fonts, args.seed, args.count)
     cfg = TrainConfig(preset=preset, arch=spec.arch)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"spec": spec.to_dict(), "model": model.state_dict(), "preset": preset,
-                "train_config": asdict(cfg), "source": str(args.onnx)}, args.out)
+    card = args.onnx.with_suffix(".md")  # its history, for the card of the model fine-tuned from it
+    torch.save({"spec": spec.to_dict(), "model": model.state_dict(), "preset": preset, "train_config": asdict(cfg),
+                "source": str(args.onnx), "card": card.read_text() if card.is_file() else ""}, args.out)
     print(f"wrote {args.out}")
 
 

@@ -48,7 +48,15 @@ def ancestry(cfg: TrainConfig) -> str:
 
     rows = ""
     while cfg.init:
-        base = TrainConfig.from_dict(torch.load(cfg.init, map_location="cpu", weights_only=False)["train_config"])
+        ckpt = torch.load(cfg.init, map_location="cpu", weights_only=False)
+        if "source" in ckpt:  # a shipped model file made trainable by tools/onnx_checkpoint.py: its card's history
+            rows += (f"| started from | `{cfg.init}`: the shipped `{Path(ckpt['source']).name}` made a checkpoint "
+                     f"again by `python tools/onnx_checkpoint.py` (its runs follow, as its card gave them) |\n")
+            earlier = ("| command |", "| started from |", "| training seeds |", "| images seen |", "| wall time |")
+            rows += "".join(line.replace("| ", "| earlier: ", 1) + "\n" for line in ckpt["card"].splitlines()
+                            if line.startswith(earlier))
+            break
+        base = TrainConfig.from_dict(ckpt["train_config"])
         run = Path(cfg.init).parent
         rows_base = metrics(run)
         minutes = float(rows_base[-1]["wall_s"]) / 60
