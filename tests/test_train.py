@@ -230,31 +230,3 @@ def test_train_refuses_a_screen_share_outside_0_to_1(tmp_path: Path, capsys: pyt
     assert code == 2
     assert "screen share" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
-
-
-def test_reject_draws_foreign_symbols_labelled_none(shared_dir: Path) -> None:
-    """--reject: that share of a run's images carry hex or other letters, and each foreign symbol's position
-    is the "none" class, so a digits model learns to stop at a letter instead of reading it as a digit."""
-    from kcaptcha_solver.train import drawer
-
-    fonts = str(shared_dir / "fonts")
-    plain = drawer(TrainConfig(fonts_dir=fonts))
-    mixed = drawer(TrainConfig(fonts_dir=fonts, reject=0.5))
-    labels = {seed: mixed(seed)[1] for seed in range(1_000_000, 1_000_040)}
-    foreign = [s for s, text in labels.items() if not text.isdigit()]
-    assert 10 <= len(foreign) <= 30  # about half; all-digit hex draws count as digits
-    assert all(len(text) == 6 and set(text) <= set("0123456789abcdefghijklmnopqrstuvwxyz") for text in labels.values())
-    same = next(s for s, text in labels.items() if text == plain(s)[1])  # the others are the preset's own draws
-    assert np.array_equal(mixed(same)[0], plain(same)[0])
-    targets = targets_for([labels[foreign[0]]], "0123456789", 6, foreign=True)[0]
-    assert [t == 10 for t in targets] == [not c.isdigit() for c in labels[foreign[0]]]
-    with pytest.raises(KeyError):
-        targets_for([labels[foreign[0]]], "0123456789", 6)
-
-
-def test_train_refuses_reject_for_a_ctc_model(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    code = main(["train", "--preset", "kcaptcha-default", "--arch", "ctc-tiny", "--reject", "0.2", "--epochs", "1",
-                 "--out", str(tmp_path / "run")])
-    assert code == 2
-    assert "--reject needs a per-position model" in capsys.readouterr().err
-    assert not (tmp_path / "run").exists()

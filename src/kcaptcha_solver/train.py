@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from . import general
 from .errors import ConfigError, ModelError
-from .generator import SYMBOL_SETS, Generator
+from .generator import Generator
 from .locate import RESAMPLE
 from .model import ModelSpec, build, greedy_decode, load_checkpoint
 from .trainconfig import TrainConfig
@@ -51,14 +51,12 @@ def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
-def targets_for(labels: list[str], classes: str, positions: int, foreign: bool = False) -> np.ndarray:
-    """Class indices ``[batch, positions]``; positions past the end get the "none" class, and so do
-    symbols outside ``classes`` when ``foreign`` (--reject), else they are a KeyError."""
+def targets_for(labels: list[str], classes: str, positions: int) -> np.ndarray:
+    """Class indices ``[batch, positions]``; positions past the end get the "none" class."""
     index = {c: i for i, c in enumerate(classes)}
-    none = len(classes)
-    out = np.full((len(labels), positions), none, dtype=np.int64)
+    out = np.full((len(labels), positions), len(classes), dtype=np.int64)
     for row, text in enumerate(labels):
-        out[row, : len(text)] = [index.get(c, none) if foreign else index[c] for c in text]
+        out[row, : len(text)] = [index[c] for c in text]
     return out
 
 
@@ -83,8 +81,7 @@ class CaptchaStream(IterableDataset):
             images, labels = zip(*(draw(start + i) for i in range(bs)), strict=True)
             images = np.stack(images)
             screen_views(images, self.cfg, start)
-            yield torch.from_numpy(images), torch.from_numpy(targets_for(list(labels), task.classes, task.length[1],
-                                                                         bool(self.cfg.reject)))
+            yield torch.from_numpy(images), torch.from_numpy(targets_for(list(labels), task.classes, task.length[1]))
 
 
 # Screens show Gnuboard's 160x60 captcha at 0.633x its pixels (38 CSS px high inside a 40-px border box)
@@ -114,22 +111,14 @@ def screen_views(images: np.ndarray, cfg: TrainConfig, seed: int) -> None:
         images[i] = screen_view(images[i], rng, cfg.screen_min)
 
 
-FOREIGN = ("hex", "all")  # --reject's symbol sets: Gnuboard's commented-out hex line, then all 36
-
-
 def drawer(cfg: TrainConfig, family: str = general.NAME) -> Callable[[int], tuple[np.ndarray, str]]:
     """seed -> (the image as the network reads it, its label): the preset's, or one of the general model's."""
     if cfg.general:
         return lambda seed: general.draw(seed, cfg.fonts_dir, family)
-    config = cfg.captcha_config()
-    gen = Generator(config, fonts_dir=cfg.fonts_dir)
-    foreign = [Generator(replace(config, allowed_symbols=SYMBOL_SETS[name]), fonts_dir=cfg.fonts_dir)
-               for name in FOREIGN] if cfg.reject else []
+    gen = Generator(cfg.captcha_config(), fonts_dir=cfg.fonts_dir)
 
     def draw(seed: int) -> tuple[np.ndarray, str]:
-        mix = (seed * 2654435761) % 2**32 / 2**32  # a fixed, well-spread number in [0, 1) per seed
-        g = foreign[seed % len(foreign)] if mix < cfg.reject else gen
-        sample = g.draw(seed, boxes=False)
+        sample = gen.draw(seed, boxes=False)
         return sample.pixels(), sample.label
 
     return draw
@@ -146,7 +135,7 @@ def make_validation(cfg: TrainConfig) -> dict[str, tuple[torch.Tensor, torch.Ten
         images = np.stack(images)
         screen_views(images, cfg, first)  # the same mix as training, so "best" means best on it
         sets[family] = (torch.from_numpy(images),
-                        torch.from_numpy(targets_for(list(labels), task.classes, task.length[1], bool(cfg.reject))))
+                        torch.from_numpy(targets_for(list(labels), task.classes, task.length[1])))
         first += count
     return sets
 
@@ -167,9 +156,7 @@ def score(model: nn.Module, logits: torch.Tensor, targets: torch.Tensor) -> tupl
     blank = logits.shape[-1] - 1
     right = chars_right = chars = 0
     for pred, truth in zip(greedy_decode(logits, model.decoder, blank), targets.tolist(), strict=True):
-        # as the reader reads it: up to the first "none" (positions; --reject puts one mid-string), else collapsed
-        truth = truth[: truth.index(blank)] if model.decoder == "positions" and blank in truth else \
-            [c for c in truth if c != blank]
+        truth = [c for c in truth if c != blank]
         right += pred == truth
         chars_right += sum(p == t for p, t in zip(pred, truth, strict=False))
         chars += len(truth)
@@ -238,8 +225,6 @@ def train(
     cfg.check_seeds()
     if not 0 <= cfg.screen <= 1:
         raise ConfigError(f"screen share must be between 0 and 1, got {cfg.screen}")
-    if not 0 <= cfg.reject <= 1:
-        raise ConfigError(f"reject share must be between 0 and 1, got {cfg.reject}")
     if not 0.1 <= cfg.screen_min <= SCREEN_MAX:
         raise ConfigError(f"screen-min must be between 0.1 and {SCREEN_MAX}, got {cfg.screen_min}")
     task = cfg.task()
@@ -252,9 +237,6 @@ def train(
     spec = ModelSpec(arch=cfg.arch, height=task.height, width=task.width, positions=task.length[1],
                      classes=task.classes)
     model = build(spec)
-    if cfg.reject and (model.decoder != "positions" or cfg.general):
-        raise ConfigError("--reject needs a per-position model of one preset: a CTC model would read a foreign "
-                          "symbol as a gap and still give a string of a valid length")
     if cfg.init and not resume:
         start, _ = load_checkpoint(cfg.init)
         if replace(start.spec, arch=spec.arch) != spec:

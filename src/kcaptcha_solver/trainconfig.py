@@ -61,10 +61,6 @@ class TrainConfig:
     # Gnuboard's CSS draws any captcha 38 px high at DPR 1: 0.63x of 60 px, 0.41x of kcaptcha-default's 92.
     screen_min: float = option(0.55, "smallest scale of --screen's views (38 / image height reaches Gnuboard's "
                                "desktop skin at DPR 1)", metavar="SCALE")
-    # A digits model is sure of many hex captchas of its own size (issue 13): it never saw a letter.
-    reject: float = option(0.0, "share of images drawn with symbols the preset lacks (hex, then all 36 in "
-                           "turn), each foreign symbol labelled 'none': the model learns to stop rather than "
-                           "guess a symbol it does not know (per-position models only)", metavar="SHARE")
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
