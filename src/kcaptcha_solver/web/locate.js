@@ -257,6 +257,7 @@ function refine(pic, top, bottom, x0, fromLeft, outer, size) {
   const band = Math.max(2, pyRound(0.06 * height));
   const a = Math.max(x0, 0);
   const b = Math.min(pyRound(x0 + outer), w);
+  // A pair's line may be the border's outer line, its inner one or a blended row between: look either side.
   const y0 = innerLine(pic, range(Math.min(top + band, h), Math.max(top - band, 0) - 1, -1), a, b);
   if (y0 === null) return null;
   const y1 = innerLine(pic, range(bottom - band, Math.min(bottom + band, h) + 1), a, b);
@@ -264,7 +265,8 @@ function refine(pic, top, bottom, x0, fromLeft, outer, size) {
   const expected = ((y1 - y0) * size[0]) / size[1];
   const tol = ASPECT_TOL * expected + SIDE_TOL;
   const reach = band + SIDE_TOL + 1;
-  const end = fromLeft ? x0 : pyRound(x0 + outer); // the far side first: most pairs of lines have none there
+  // The far side first: most pairs of lines (text and rules across a screen) have none there.
+  const end = fromLeft ? x0 : pyRound(x0 + outer);
   const far = fromLeft
     ? verticalLines(pic, y0, y1, pyRound(x0 + expected - tol), pyRound(x0 + expected + tol) + reach)
     : verticalLines(pic, y0, y1, pyRound(end - expected - tol) - reach, pyRound(end - expected + tol));
