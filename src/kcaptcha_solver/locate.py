@@ -228,26 +228,44 @@ def _one_way(change: np.ndarray, levels: int, axis: int = 0) -> np.ndarray:
     return np.maximum((change >= levels).sum(axis=axis), (change <= -levels).sum(axis=axis))
 
 
-def _inner_line(gray: np.ndarray, edges: np.ndarray, rows: range, a: int, b: int) -> int | None:
-    """Where the captcha meets its border: the first of edge ``rows`` (row i between rows i-1 and i),
-    innermost first, along LINE of which [a, b) changes the same way by more than FLAT_TOL levels, or,
-    when none does (a pale border), by EDGE. A weaker line inside a strong one is the ripple JPEG leaves
-    beside it (within FLAT_TOL, as the noise on a flat line is); the picture's top and bottom are lines."""
+def _inner_line(gray: np.ndarray, edges: np.ndarray, line: int, inward: int, band: int, a: int, b: int) -> int | None:
+    """Where the captcha meets its border, near a pair's ``line`` (edge rows: row i lies between rows i-1
+    and i; ``inward`` is 1 at the top, -1 at the bottom). A row is a line when LINE of [a, b) changes the
+    same way by EDGE levels, a strong one by more than FLAT_TOL: a weaker line inside a strong one is the
+    ripple JPEG leaves beside it (within FLAT_TOL, as the noise on a flat line is). So: the first strong
+    line from ``band`` rows inside ``line`` out to it; else, while the rows on outwards are lines (``line``
+    may be a blended row beside the border's strong edge), the first strong one there; else the first
+    line. The picture's top and bottom are lines, not strong ones."""
     h = gray.shape[0]
     need = LINE * (b - a)
-    lo = min(rows[0], rows[-1])
-    counts = edges[lo:lo + len(rows), a:b].view(np.uint8).sum(axis=1).tolist()
-    weak = None
-    for i in rows:
+    lo, hi = max(line - band, 0), min(line + band, h)
+    counts = edges[lo:hi + 1, a:b].view(np.uint8).sum(axis=1).tolist()
+
+    def kind(i: int) -> int:  # 0: no line, 1: a line, 2: a strong line
         if counts[i - lo] < need:
-            continue
-        if i == 0 or i == h:  # the picture's own edge: a line, but no strong one
-            weak = i if weak is None else weak
-            continue
+            return 0
+        if i == 0 or i == h:
+            return 1
         change = gray[i, a:b].astype(np.int16) - gray[i - 1, a:b]
-        if _one_way(change, FLAT_TOL + 1) >= need:
+        return 2 if _one_way(change, FLAT_TOL + 1) >= need else int(_one_way(change, EDGE) >= need)
+
+    def clip(i: int) -> int:
+        return min(max(i, lo), hi)
+
+    weak = None
+    for i in range(clip(line + inward * band), line - inward, -inward):  # innermost first, to ``line``
+        k = kind(i)
+        if k == 2:
             return i
-        if weak is None and _one_way(change, EDGE) >= need:
+        if k and weak is None:
+            weak = i
+    for i in range(line - inward, clip(line - inward * band) - inward, -inward):  # then outwards
+        k = kind(i)
+        if k == 0:
+            break
+        if k == 2:
+            return i
+        if weak is None:
             weak = i
     return weak
 
@@ -265,9 +283,8 @@ def _refine(
     height = bottom - top
     band = max(2, round(0.06 * height))  # a 1-CSS-px border at 3x, plus blending, is ~4 px
     a, b = max(x0, 0), min(round(x0 + outer), w)
-    # A pair's line may be the border's outer line, its inner one or a blended row between: look either side.
-    y0 = _inner_line(gray, edges, range(min(top + band, h), max(top - band, 0) - 1, -1), a, b)
-    y1 = _inner_line(gray, edges, range(bottom - band, min(bottom + band, h) + 1), a, b) if y0 is not None else None
+    y0 = _inner_line(gray, edges, top, 1, band, a, b)
+    y1 = _inner_line(gray, edges, bottom, -1, band, a, b) if y0 is not None else None
     if y1 is None:
         return None
     expected = (y1 - y0) * size[0] / size[1]

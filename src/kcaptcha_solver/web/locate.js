@@ -227,27 +227,35 @@ function oneWay({ gray, w }, i, a, b, levels) {
   return Math.max(up, down);
 }
 
-/** locate.py's _inner_line(): of edge rows `rows` (innermost first), the first strong line, else the first line. */
-function innerLine(pic, rows, a, b) {
+/**
+ * locate.py's _inner_line(): near a pair's `line` (`inward` 1 at the top, -1 at the bottom), the first strong
+ * line from `band` rows inside it out to it; else, on outwards while rows are lines, the first strong one; else
+ * the first line; null when none.
+ */
+function innerLine(pic, line, inward, band, a, b) {
   const need = LINE * (b - a);
+  const lo = Math.max(line - band, 0);
+  const hi = Math.min(line + band, pic.h);
+  const kind = (i) => { // 0: no line, 1: a line, 2: a strong line
+    if (rowCount(pic, i, a, b) < need) return 0;
+    if (i === 0 || i === pic.h) return 1;
+    if (oneWay(pic, i, a, b, FLAT_TOL + 1) >= need) return 2;
+    return oneWay(pic, i, a, b, EDGE) >= need ? 1 : 0;
+  };
+  const clip = (i) => Math.min(Math.max(i, lo), hi);
   let weak = null;
-  for (const i of rows) {
-    if (rowCount(pic, i, a, b) < need) continue;
-    if (i === 0 || i === pic.h) {
-      if (weak === null) weak = i;
-      continue;
-    }
-    if (oneWay(pic, i, a, b, FLAT_TOL + 1) >= need) return i;
-    if (weak === null && oneWay(pic, i, a, b, EDGE) >= need) weak = i;
+  for (let i = clip(line + inward * band); i !== line - inward; i -= inward) {
+    const k = kind(i);
+    if (k === 2) return i;
+    if (k && weak === null) weak = i;
+  }
+  for (let i = line - inward, stop = clip(line - inward * band) - inward; i !== stop; i -= inward) {
+    const k = kind(i);
+    if (k === 0) break;
+    if (k === 2) return i;
+    if (weak === null) weak = i;
   }
   return weak;
-}
-
-/** Python's range(start, stop, step) as an array. */
-function range(start, stop, step = 1) {
-  const out = [];
-  for (let i = start; step > 0 ? i < stop : i > stop; i += step) out.push(i);
-  return out;
 }
 
 /** locate.py's _refine(): the image inside its border, or null. */
@@ -257,10 +265,9 @@ function refine(pic, top, bottom, x0, fromLeft, outer, size) {
   const band = Math.max(2, pyRound(0.06 * height));
   const a = Math.max(x0, 0);
   const b = Math.min(pyRound(x0 + outer), w);
-  // A pair's line may be the border's outer line, its inner one or a blended row between: look either side.
-  const y0 = innerLine(pic, range(Math.min(top + band, h), Math.max(top - band, 0) - 1, -1), a, b);
+  const y0 = innerLine(pic, top, 1, band, a, b);
   if (y0 === null) return null;
-  const y1 = innerLine(pic, range(bottom - band, Math.min(bottom + band, h) + 1), a, b);
+  const y1 = innerLine(pic, bottom, -1, band, a, b);
   if (y1 === null) return null;
   const expected = ((y1 - y0) * size[0]) / size[1];
   const tol = ASPECT_TOL * expected + SIDE_TOL;
