@@ -233,40 +233,44 @@ def _inner_line(gray: np.ndarray, edges: np.ndarray, line: int, inward: int, ban
     and i; ``inward`` is 1 at the top, -1 at the bottom). A row is a line when LINE of [a, b) changes the
     same way by EDGE levels, a strong one by more than FLAT_TOL: a weaker line inside a strong one is the
     ripple JPEG leaves beside it (within FLAT_TOL, as the noise on a flat line is). So: the first strong
-    line from ``band`` rows inside ``line`` out to it; else, while the rows on outwards are lines (``line``
-    may be a blended row beside the border's strong edge), the first strong one there; else the first
-    line. The picture's top and bottom are lines, not strong ones."""
+    line from ``band`` rows inside ``line`` out to it; else, on outwards while the rows change the way
+    ``line`` does (one edge blended over rows: ``line`` may be a blended row beside the border's strong
+    edge), the first strong one there; else the first line. The picture's top and bottom are lines, not
+    strong ones."""
     h = gray.shape[0]
     need = LINE * (b - a)
     lo, hi = max(line - band, 0), min(line + band, h)
     counts = edges[lo:hi + 1, a:b].view(np.uint8).sum(axis=1).tolist()
 
-    def kind(i: int) -> int:  # 0: no line, 1: a line, 2: a strong line
+    def kind(i: int) -> tuple[int, int]:
+        """(0 no line, 1 a line, 2 a strong one; 1 brighter, -1 darker, 0 the picture's edge)."""
         if counts[i - lo] < need:
-            return 0
+            return 0, 0
         if i == 0 or i == h:
-            return 1
+            return 1, 0
         change = gray[i, a:b].astype(np.int16) - gray[i - 1, a:b]
-        return 2 if _one_way(change, FLAT_TOL + 1) >= need else int(_one_way(change, EDGE) >= need)
+        up, down = np.count_nonzero(change >= EDGE), np.count_nonzero(change <= -EDGE)
+        if max(up, down) < need:
+            return 0, 0
+        way = 1 if up > down else -1
+        return 1 + (np.count_nonzero(way * change > FLAT_TOL) >= need), way
 
     def clip(i: int) -> int:
         return min(max(i, lo), hi)
 
-    weak = None
+    weak, way = None, 0
     for i in range(clip(line + inward * band), line - inward, -inward):  # innermost first, to ``line``
-        k = kind(i)
-        if k == 2:
+        strength, way = kind(i)
+        if strength == 2:
             return i
-        if k and weak is None:
+        if strength and weak is None:
             weak = i
     for i in range(line - inward, clip(line - inward * band) - inward, -inward):  # then outwards
-        k = kind(i)
-        if k == 0:
+        strength, towards = kind(i)
+        if not strength or not way or towards != way:
             break
-        if k == 2:
+        if strength == 2:
             return i
-        if weak is None:
-            weak = i
     return weak
 
 

@@ -214,46 +214,47 @@ function rowCount({ edges, w }, r, a, b) {
   return count;
 }
 
-/** How many pixels of [a, b) change from row i-1 to row i by `levels` or more the same way (whichever way more do). */
-function oneWay({ gray, w }, i, a, b, levels) {
-  const [lo, hi] = slice(a, b, w);
-  let up = 0;
-  let down = 0;
-  for (let k = i * w + lo, end = i * w + hi; k < end; k++) {
-    const change = gray[k] - gray[k - w];
-    if (change >= levels) up++;
-    else if (change <= -levels) down++;
-  }
-  return Math.max(up, down);
-}
-
 /**
  * locate.py's _inner_line(): near a pair's `line` (`inward` 1 at the top, -1 at the bottom), the first strong
- * line from `band` rows inside it out to it; else, on outwards while rows are lines, the first strong one; else
- * the first line; null when none.
+ * line from `band` rows inside it out to it; else, on outwards while rows change the way `line` does, the first
+ * strong one; else the first line; null when none.
  */
 function innerLine(pic, line, inward, band, a, b) {
+  const { gray, w, h } = pic;
   const need = LINE * (b - a);
+  const [c0, c1] = slice(a, b, w);
   const lo = Math.max(line - band, 0);
-  const hi = Math.min(line + band, pic.h);
-  const kind = (i) => { // 0: no line, 1: a line, 2: a strong line
-    if (rowCount(pic, i, a, b) < need) return 0;
-    if (i === 0 || i === pic.h) return 1;
-    if (oneWay(pic, i, a, b, FLAT_TOL + 1) >= need) return 2;
-    return oneWay(pic, i, a, b, EDGE) >= need ? 1 : 0;
+  const hi = Math.min(line + band, h);
+  // [0 no line, 1 a line, 2 a strong one; 1 brighter, -1 darker, 0 the picture's edge]
+  const kind = (i) => {
+    if (rowCount(pic, i, a, b) < need) return [0, 0];
+    if (i === 0 || i === h) return [1, 0];
+    let up = 0;
+    let down = 0;
+    for (let k = i * w + c0, end = i * w + c1; k < end; k++) {
+      const change = gray[k] - gray[k - w];
+      if (change >= EDGE) up++;
+      else if (change <= -EDGE) down++;
+    }
+    if (Math.max(up, down) < need) return [0, 0];
+    const way = up > down ? 1 : -1;
+    let strong = 0;
+    for (let k = i * w + c0, end = i * w + c1; k < end; k++) if (way * (gray[k] - gray[k - w]) > FLAT_TOL) strong++;
+    return [strong >= need ? 2 : 1, way];
   };
   const clip = (i) => Math.min(Math.max(i, lo), hi);
   let weak = null;
+  let way = 0;
   for (let i = clip(line + inward * band); i !== line - inward; i -= inward) {
-    const k = kind(i);
-    if (k === 2) return i;
-    if (k && weak === null) weak = i;
+    const [strength, towards] = kind(i);
+    way = towards;
+    if (strength === 2) return i;
+    if (strength && weak === null) weak = i;
   }
   for (let i = line - inward, stop = clip(line - inward * band) - inward; i !== stop; i -= inward) {
-    const k = kind(i);
-    if (k === 0) break;
-    if (k === 2) return i;
-    if (weak === null) weak = i;
+    const [strength, towards] = kind(i);
+    if (!strength || !way || towards !== way) break;
+    if (strength === 2) return i;
   }
   return weak;
 }
