@@ -244,8 +244,6 @@ def _inner_line(gray: np.ndarray, edges: np.ndarray, line: int, inward: int, ban
 
     def kind(i: int) -> tuple[int, int]:
         """(0 no line, 1 a line, 2 a strong one; 1 brighter, -1 darker, 0 the picture's edge)."""
-        if counts[i - lo] < need:
-            return 0, 0
         if i == 0 or i == h:
             return 1, 0
         change = gray[i, a:b].astype(np.int16) - gray[i - 1, a:b]
@@ -260,13 +258,13 @@ def _inner_line(gray: np.ndarray, edges: np.ndarray, line: int, inward: int, ban
 
     weak, way = None, 0
     for i in range(clip(line + inward * band), line - inward, -inward):  # innermost first, to ``line``
-        strength, way = kind(i)
+        strength, way = kind(i) if counts[i - lo] >= need else (0, 0)
         if strength == 2:
             return i
         if strength and weak is None:
             weak = i
     for i in range(line - inward, clip(line - inward * band) - inward, -inward):  # then outwards
-        strength, towards = kind(i)
+        strength, towards = kind(i) if counts[i - lo] >= need else (0, 0)
         if not strength or not way or towards != way:
             break
         if strength == 2:
