@@ -24,8 +24,9 @@ def real(shared_dir: Path, model: str, index: int = 0) -> tuple[np.ndarray, str]
 
 
 def on_page(captcha: np.ndarray, scale: float, at: tuple[int, int], border: str = "#898989",
-            size: tuple[int, int] = (900, 500), background: str = "#ffffff") -> Image.Image:
-    """A page with a line of text, an input box beside the captcha and the captcha in a 1-px border."""
+            size: tuple[int, int] = (900, 500), background: str = "#ffffff", under: int | None = None) -> Image.Image:
+    """A page with a line of text, an input box beside the captcha and the captcha in a 1-px border
+    (and, ``under`` px below the border, a dark box as wide)."""
     page = Image.new("RGB", size, background)
     draw = ImageDraw.Draw(page)
     draw.text((20, 20), "Write a post - type the digits you see, in order " * 2, fill=(30, 30, 30))
@@ -33,6 +34,8 @@ def on_page(captcha: np.ndarray, scale: float, at: tuple[int, int], border: str 
     x, y = at
     draw.rectangle((x - 1, y - 1, x + w, y + h), outline=border)
     draw.rectangle((x + w + 4, y - 1, x + w + 100, y + h), outline="#cccccc")  # the answer box, 3 px away
+    if under is not None:
+        draw.rectangle((x - 1, y + h + under, x + w, y + h + under + 30), outline="#555555")
     page.paste(Image.fromarray(captcha).resize((w, h), Image.NEAREST), (x, y))
     return page
 
@@ -54,6 +57,16 @@ def test_exact_box_of_a_bordered_captcha_on_a_page(shared_dir: Path, scale: floa
     assert found.box == (*at, round(160 * scale), round(60 * scale))
     assert found.size == (160, 60) and found.pixels.shape == (60, 160, 3)
     assert Solver("gnuboard5").solve(found.pixels).text == label
+
+
+@pytest.mark.parametrize("scale", [1.0, 2.0, 3.0])
+@pytest.mark.parametrize("preset", ["gnuboard5", "kcaptcha-default"])
+def test_a_dark_line_just_under_a_pale_border_is_not_its_edge(shared_dir: Path, preset: str, scale: float) -> None:
+    """A pale border's edges change little (22 levels); a dark box one row of page below changes a lot,
+    but the other way from the border's outer edge: no blended row of it, so not the captcha's edge."""
+    rgb, _ = real(shared_dir, preset, 3)
+    (found,) = locate(np.asarray(on_page(rgb, scale, (60, 80), border="#e9e9e9", under=2)), SIZES)
+    assert found.box == (60, 80, round(rgb.shape[1] * scale), round(rgb.shape[0] * scale))
 
 
 def test_each_captcha_of_a_picture_is_found_top_to_bottom(shared_dir: Path) -> None:

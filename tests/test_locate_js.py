@@ -55,7 +55,7 @@ def image(shared_dir: Path, preset: str, index: int) -> np.ndarray:
 def page_case(shared_dir: Path, case: dict) -> tuple[np.ndarray, list]:
     """A page from test_locate's on_page; the truth: each captcha's exact box."""
     captcha = image(shared_dir, case["preset"], case["index"])
-    style = {key: case[key] for key in ("border", "background") if key in case}
+    style = {key: case[key] for key in ("border", "background", "under") if key in case}
     size = tuple(case.get("size", (900, 500)))
     truth = [(*case["at"], round(captcha.shape[1] * case["scale"]), round(captcha.shape[0] * case["scale"]))]
     page = on_page(captcha, case["scale"], tuple(case["at"]), size=size, **style)

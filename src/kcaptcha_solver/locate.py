@@ -13,7 +13,12 @@ border round it (``#898989`` on the desktop skin, ``#e9e9e9`` on the PC layout f
 2. pair a run with a lower one that ends with it on at least one side (the other end may run on into
    a neighbour, such as the answer box 3 px away) and is far enough below for some model's shape;
 3. take the innermost lines near the top and the bottom (inside a 1-4 px border), the width the
-   height asks for, and the vertical lines at the shared end and at that distance from it;
+   height asks for, and the vertical lines at the shared end and at that distance from it. Each of
+   these lines changes the same way (brighter or darker) along most of it, as a border's edge does; ink
+   and JPEG noise change both ways. (In a JPEG, the noisy strokes of KCAPTCHA's letters otherwise pass
+   for a side, closing a frame of the top border and the edge of the dark credits band of its 160x92
+   image.) A line that changes by more than FLAT_TOL levels comes before a weaker one inside it: that
+   is the ripple JPEG leaves beside a strong edge, such as the credits band's against the border;
 4. keep the box when a flat colour lies just outside each side and the inside looks like a captcha
    (a plain light background with some dark ink).
 
@@ -49,6 +54,8 @@ MIN_HEIGHT = 36
 LINE = 0.6
 SIDE_TOL = 3  # px by which a line's end may miss the side it belongs to
 FLAT_TOL, FLAT_SHARE = 24, 0.8  # a border or page line: 80 % of it within 24 levels of its median
+# (JPEG's noise on it, and its ripple beside a strong edge, stay within FLAT_TOL: a line that changes by
+# more is a strong one)
 INK_MIN, INK_MAX = 0.01, 0.6  # fraction of dark pixels inside a captcha
 # ...on one background level: >= 61 % of the real sample images' pixels are within 16 levels of their 90th percentile
 BACKGROUND_MIN, BACKGROUND_TOL = 0.35, 16
@@ -196,19 +203,73 @@ def _overlap(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool
 
 
 def _vertical_lines(gray: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
-    """Indices j in [x0, x1] where columns j-1 and j differ along most of rows [y0, y1); the picture's
-    sides count as lines."""
+    """Indices j in [x0, x1] where columns j-1 and j differ the same way along most of rows [y0, y1);
+    the picture's sides count as lines."""
     w = gray.shape[1]
     lo, hi = max(x0 - 1, 0), min(x1 + 1, w)
     rows = gray[y0:y1, lo:hi]
     a, b = rows[:, 1:], rows[:, :-1]
-    share = ((np.maximum(a, b) - np.minimum(a, b)) >= EDGE).sum(axis=0) >= LINE * (y1 - y0)
-    lines = list(np.flatnonzero(share) + lo + 1)
+    changed = (np.maximum(a, b) - np.minimum(a, b)) >= EDGE
+    need = LINE * (y1 - y0)
+    cols = np.flatnonzero(changed.sum(axis=0) >= need)
+    if cols.size:  # of these few, those that change one way (ink and JPEG noise change both ways)
+        cols = cols[_one_way(a[:, cols].astype(np.int16) - b[:, cols], EDGE) >= need]
+    lines = list(cols + lo + 1)
     if x0 <= 0:
         lines.insert(0, 0)
     if x1 >= w:
         lines.append(w)
     return np.array([j for j in lines if x0 <= j <= x1], dtype=int)
+
+
+def _one_way(change: np.ndarray, levels: int, axis: int = 0) -> np.ndarray:
+    """How many of ``change`` (signed differences) along ``axis`` are ``levels`` or more the same way: all
+    brighter or all darker, whichever more are."""
+    return np.maximum((change >= levels).sum(axis=axis), (change <= -levels).sum(axis=axis))
+
+
+def _inner_line(gray: np.ndarray, edges: np.ndarray, line: int, inward: int, band: int, a: int, b: int) -> int | None:
+    """Where the captcha meets its border, near a pair's ``line`` (edge rows: row i lies between rows i-1
+    and i; ``inward`` is 1 at the top, -1 at the bottom). A row is a line when LINE of [a, b) changes the
+    same way by EDGE levels, a strong one by more than FLAT_TOL: a weaker line inside a strong one is the
+    ripple JPEG leaves beside it (within FLAT_TOL, as the noise on a flat line is). So: the first strong
+    line from ``band`` rows inside ``line`` out to it; else, on outwards while the rows change the way
+    ``line`` does (one edge blended over rows: ``line`` may be a blended row beside the border's strong
+    edge), the first strong one there; else the first line. The picture's top and bottom are lines, not
+    strong ones."""
+    h = gray.shape[0]
+    need = LINE * (b - a)
+    lo, hi = max(line - band, 0), min(line + band, h)
+    counts = edges[lo:hi + 1, a:b].view(np.uint8).sum(axis=1).tolist()
+
+    def kind(i: int) -> tuple[int, int]:
+        """(0 no line, 1 a line, 2 a strong one; 1 brighter, -1 darker, 0 the picture's edge)."""
+        if i == 0 or i == h:
+            return 1, 0
+        change = gray[i, a:b].astype(np.int16) - gray[i - 1, a:b]
+        up, down = np.count_nonzero(change >= EDGE), np.count_nonzero(change <= -EDGE)
+        if max(up, down) < need:
+            return 0, 0
+        way = 1 if up > down else -1
+        return 1 + (np.count_nonzero(way * change > FLAT_TOL) >= need), way
+
+    def clip(i: int) -> int:
+        return min(max(i, lo), hi)
+
+    weak, way = None, 0
+    for i in range(clip(line + inward * band), line - inward, -inward):  # innermost first, to ``line``
+        strength, way = kind(i) if counts[i - lo] >= need else (0, 0)
+        if strength == 2:
+            return i
+        if strength and weak is None:
+            weak = i
+    for i in range(line - inward, clip(line - inward * band) - inward, -inward):  # then outwards
+        strength, towards = kind(i) if counts[i - lo] >= need else (0, 0)
+        if not strength or not way or towards != way:
+            break
+        if strength == 2:
+            return i
+    return weak
 
 
 def _refine(
@@ -218,29 +279,30 @@ def _refine(
     """The image inside its border, from a top and a bottom line that start at ``x0`` (or, when not
     ``from_left``, whose right ends are ``outer`` px right of it): the innermost lines near the top and
     the bottom (a border is 1-4 px), then the vertical lines at the anchored side and where the height
-    says the other side is. Only small windows are read, so a page-wide pair of lines costs little."""
-    w = gray.shape[1]
+    says the other side is. Only small windows are read, so a page-wide pair of lines costs little; the
+    far side, which most pairs lack, first."""
+    h, w = gray.shape
     height = bottom - top
     band = max(2, round(0.06 * height))  # a 1-CSS-px border at 3x, plus blending, is ~4 px
     a, b = max(x0, 0), min(round(x0 + outer), w)
-    need = LINE * (b - a)
-    head = edges[top:top + band + 1, a:b].view(np.uint8).sum(axis=1) >= need
-    tail = edges[bottom - band:bottom + 1, a:b].view(np.uint8).sum(axis=1) >= need
-    if not head.any() or not tail.any():
+    y0 = _inner_line(gray, edges, top, 1, band, a, b)
+    y1 = _inner_line(gray, edges, bottom, -1, band, a, b) if y0 is not None else None
+    if y1 is None:
         return None
-    y0, y1 = top + int(np.flatnonzero(head).max()), bottom - band + int(np.flatnonzero(tail).min())
     expected = (y1 - y0) * size[0] / size[1]
     tol = ASPECT_TOL * expected + SIDE_TOL
     reach = band + SIDE_TOL + 1
+    # The far side first: most pairs of lines (text and rules across a screen) have none there.
+    end = x0 if from_left else round(x0 + outer)
     if from_left:
-        near = _vertical_lines(gray, y0, y1, x0 - reach, x0 + reach)
         far = _vertical_lines(gray, y0, y1, round(x0 + expected - tol), round(x0 + expected + tol) + reach)
-        pairs = [(c0, c1) for c0 in near for c1 in far if c1 > c0]
     else:
-        end = round(x0 + outer)
-        near = _vertical_lines(gray, y0, y1, end - reach, end + reach)
         far = _vertical_lines(gray, y0, y1, round(end - expected - tol) - reach, round(end - expected + tol))
-        pairs = [(c0, c1) for c1 in near for c0 in far if c1 > c0]
+    if not far.size:
+        return None
+    near = _vertical_lines(gray, y0, y1, end - reach, end + reach)
+    left, right = (near, far) if from_left else (far, near)
+    pairs = [(c0, c1) for c0 in left for c1 in right if c1 > c0]
     if not pairs:
         return None
     c0, c1 = min(pairs, key=lambda p: (abs(p[1] - p[0] - expected), -p[0]))
@@ -251,7 +313,6 @@ def _refine(
     if abs(aspect - 1) > ASPECT_TOL:
         return None
     # Just outside each side lies a border or the page: one flat colour (inside a captcha, ink is not).
-    h, w = gray.shape
     outside = [gray[y0 - 1, c0:c1] if y0 > 0 else None, gray[y1, c0:c1] if y1 < h else None,
                gray[y0:y1, c0 - 1] if c0 > 0 else None, gray[y0:y1, c1] if c1 < w else None]
     if not all(line is None or _flat(line) for line in outside):

@@ -186,16 +186,21 @@ function slice(start, stop, n) {
   return [lo, Math.max(at(stop), lo)];
 }
 
-/** Columns j in [x0, x1] where columns j-1 and j differ along most of rows [y0, y1); the sides count. */
+/** Columns j in [x0, x1] where columns j-1 and j differ the same way along most of rows [y0, y1); the sides count. */
 function verticalLines({ gray, w }, y0, y1, x0, x1) {
   const [lo, hi] = slice(Math.max(x0 - 1, 0), Math.min(x1 + 1, w), w);
   const lines = [];
   if (x0 <= 0) lines.push(0);
   const need = LINE * (y1 - y0);
   for (let j = lo + 1; j < hi; j++) {
-    let count = 0;
-    for (let y = y0, i = y0 * w + j; y < y1; y++, i += w) if (Math.abs(gray[i] - gray[i - 1]) >= EDGE) count++;
-    if (count >= need) lines.push(j);
+    let up = 0;
+    let down = 0;
+    for (let y = y0, i = y0 * w + j; y < y1; y++, i += w) {
+      const change = gray[i] - gray[i - 1];
+      if (change >= EDGE) up++;
+      else if (change <= -EDGE) down++;
+    }
+    if (Math.max(up, down) >= need) lines.push(j);
   }
   if (x1 >= w) lines.push(w);
   return lines.filter((j) => x0 <= j && j <= x1);
@@ -209,6 +214,51 @@ function rowCount({ edges, w }, r, a, b) {
   return count;
 }
 
+/**
+ * locate.py's _inner_line(): near a pair's `line` (`inward` 1 at the top, -1 at the bottom), the first strong
+ * line from `band` rows inside it out to it; else, on outwards while rows change the way `line` does, the first
+ * strong one; else the first line; null when none.
+ */
+function innerLine(pic, line, inward, band, a, b) {
+  const { gray, w, h } = pic;
+  const need = LINE * (b - a);
+  const [c0, c1] = slice(a, b, w);
+  const lo = Math.max(line - band, 0);
+  const hi = Math.min(line + band, h);
+  // [0 no line, 1 a line, 2 a strong one; 1 brighter, -1 darker, 0 the picture's edge]
+  const kind = (i) => {
+    if (rowCount(pic, i, a, b) < need) return [0, 0];
+    if (i === 0 || i === h) return [1, 0];
+    let up = 0;
+    let down = 0;
+    for (let k = i * w + c0, end = i * w + c1; k < end; k++) {
+      const change = gray[k] - gray[k - w];
+      if (change >= EDGE) up++;
+      else if (change <= -EDGE) down++;
+    }
+    if (Math.max(up, down) < need) return [0, 0];
+    const way = up > down ? 1 : -1;
+    let strong = 0;
+    for (let k = i * w + c0, end = i * w + c1; k < end; k++) if (way * (gray[k] - gray[k - w]) > FLAT_TOL) strong++;
+    return [strong >= need ? 2 : 1, way];
+  };
+  const clip = (i) => Math.min(Math.max(i, lo), hi);
+  let weak = null;
+  let way = 0;
+  for (let i = clip(line + inward * band); i !== line - inward; i -= inward) {
+    const [strength, towards] = kind(i);
+    way = towards;
+    if (strength === 2) return i;
+    if (strength && weak === null) weak = i;
+  }
+  for (let i = line - inward, stop = clip(line - inward * band) - inward; i !== stop; i -= inward) {
+    const [strength, towards] = kind(i);
+    if (!strength || !way || towards !== way) break;
+    if (strength === 2) return i;
+  }
+  return weak;
+}
+
 /** locate.py's _refine(): the image inside its border, or null. */
 function refine(pic, top, bottom, x0, fromLeft, outer, size) {
   const { gray, w, h } = pic;
@@ -216,30 +266,23 @@ function refine(pic, top, bottom, x0, fromLeft, outer, size) {
   const band = Math.max(2, pyRound(0.06 * height));
   const a = Math.max(x0, 0);
   const b = Math.min(pyRound(x0 + outer), w);
-  const need = LINE * (b - a);
-  const [h0, h1] = slice(top, top + band + 1, h + 1);
-  const [t0, t1] = slice(bottom - band, bottom + 1, h + 1);
-  let headMax = -1;
-  for (let r = h0; r < h1; r++) if (rowCount(pic, r, a, b) >= need) headMax = r - h0;
-  let tailMin = -1;
-  for (let r = t0; r < t1 && tailMin < 0; r++) if (rowCount(pic, r, a, b) >= need) tailMin = r - t0;
-  if (headMax < 0 || tailMin < 0) return null;
-  const y0 = top + headMax;
-  const y1 = bottom - band + tailMin;
+  const y0 = innerLine(pic, top, 1, band, a, b);
+  if (y0 === null) return null;
+  const y1 = innerLine(pic, bottom, -1, band, a, b);
+  if (y1 === null) return null;
   const expected = ((y1 - y0) * size[0]) / size[1];
   const tol = ASPECT_TOL * expected + SIDE_TOL;
   const reach = band + SIDE_TOL + 1;
+  // The far side first: most pairs of lines (text and rules across a screen) have none there.
+  const end = fromLeft ? x0 : pyRound(x0 + outer);
+  const far = fromLeft
+    ? verticalLines(pic, y0, y1, pyRound(x0 + expected - tol), pyRound(x0 + expected + tol) + reach)
+    : verticalLines(pic, y0, y1, pyRound(end - expected - tol) - reach, pyRound(end - expected + tol));
+  if (far.length === 0) return null;
+  const near = verticalLines(pic, y0, y1, end - reach, end + reach);
+  const [left, right] = fromLeft ? [near, far] : [far, near];
   const pairs = [];
-  if (fromLeft) {
-    const near = verticalLines(pic, y0, y1, x0 - reach, x0 + reach);
-    const far = verticalLines(pic, y0, y1, pyRound(x0 + expected - tol), pyRound(x0 + expected + tol) + reach);
-    for (const c0 of near) for (const c1 of far) if (c1 > c0) pairs.push([c0, c1]);
-  } else {
-    const end = pyRound(x0 + outer);
-    const near = verticalLines(pic, y0, y1, end - reach, end + reach);
-    const far = verticalLines(pic, y0, y1, pyRound(end - expected - tol) - reach, pyRound(end - expected + tol));
-    for (const c1 of near) for (const c0 of far) if (c1 > c0) pairs.push([c0, c1]);
-  }
+  for (const c0 of left) for (const c1 of right) if (c1 > c0) pairs.push([c0, c1]);
   if (pairs.length === 0) return null;
   let best = pairs[0]; // Python's min(): the first of the closest widths, the rightmost left side among them
   for (const p of pairs) {
