@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
 import logging
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -27,6 +29,7 @@ from test_locate import on_page
 from test_solver import bomb_png
 
 from kcaptcha_solver.cli import main
+from kcaptcha_solver.errors import InputError
 from kcaptcha_solver.service import ServeSettings, create_app, uvicorn_config
 from kcaptcha_solver.solver import Solver
 
@@ -562,3 +565,27 @@ def test_a_screenshot_answers_with_the_box_and_one_without_a_captcha_is_400(
     Image.new("RGB", (900, 500), "white").save(buf, "PNG")
     r = client.post("/solve", content=buf.getvalue(), headers={"content-type": "image/png"})
     assert (r.status_code, r.json()) == (400, {"error": "no captcha found in this 900x500 picture"})
+
+
+def test_a_refused_upload_is_freed_without_the_garbage_collector(client: TestClient) -> None:
+    """A picture refused with 400 must not stay in a reference cycle (the error crossing from the worker
+    thread through an asyncio future held the awaiting frames and the upload in one): after a burst of
+    such uploads, RSS stayed at its peak until the collector ran, long after the idle trim."""
+    buf = io.BytesIO()
+    Image.new("RGB", (900, 500), "white").save(buf, "PNG")
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector finds is kept in gc.garbage, to look at
+    try:
+        r = client.post("/solve", content=buf.getvalue(), headers={"content-type": "image/png"})
+        assert (r.status_code, r.json()) == (400, {"error": "no captcha found in this 900x500 picture"})
+        gc.collect()
+        # Ours only: the test client's own threads and streams leave cycles of their own.
+        held = [type(o).__name__ for o in gc.garbage if isinstance(o, InputError)]
+        held += [f"{o.f_code.co_name} frame" for o in gc.garbage
+                 if isinstance(o, types.FrameType) and "kcaptcha_solver" in o.f_code.co_filename]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert held == []
