@@ -30,7 +30,7 @@ from test_solver import bomb_png
 
 from kcaptcha_solver.cli import main
 from kcaptcha_solver.errors import InputError
-from kcaptcha_solver.service import ServeSettings, create_app, uvicorn_config
+from kcaptcha_solver.service import DeadlineProtocol, ServeSettings, create_app, uvicorn_config
 from kcaptcha_solver.solver import Solver
 
 LIMIT = 64 * 1024  # a small upload limit, so the tests need no big bodies
@@ -354,6 +354,28 @@ def test_keep_alive_connection_gets_a_fresh_header_deadline(address: tuple[str, 
             assert head.startswith(b"HTTP/1.1 200") and json.loads(body)["status"] == "ok"
             time.sleep(0.3)
         assert closed_by_server(s)  # and then the idle socket is closed
+
+
+def test_a_closed_connection_is_freed_without_the_garbage_collector(address: tuple[str, int]) -> None:
+    """Each closed connection must go when its last reference does: in a cycle, the idle and slow clients
+    that the deadlines close (and that come back at once) filled the oldest generation, and brought full
+    collections that paused every request in flight."""
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector finds is kept in gc.garbage, to look at
+    try:
+        with socket.create_connection(address, timeout=5) as idle, socket.create_connection(address) as asked:
+            asked.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            # The server closes both (at the header deadline, after the answer); a client sees the end only
+            # once the server's connection_lost has run.
+            assert closed_by_server(idle) and closed_by_server(asked)
+        gc.collect()
+        held = [type(o).__name__ for o in gc.garbage if isinstance(o, DeadlineProtocol)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert held == []
 
 
 def read_reply(s: socket.socket) -> tuple[bytes, bytes]:
