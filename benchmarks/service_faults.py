@@ -1,11 +1,14 @@
 """`kcaptcha serve` under the faults of the open internet, on loopback, against uvicorn's defaults.
 
-Each case is bounded in count and time and the script stops by itself (about two minutes):
+Each case is bounded in count and time and the script stops by itself (about five minutes):
 
-- quiet: real captchas posted at a steady 40/s for 16 s; latency p50/p99, share answered right;
+- quiet: real captchas posted at a steady 40/s for 15 s; latency p50/p99, share answered right;
 - abuse: the same load while 500 idle sockets and 50 slowloris clients (25 trickling headers, 25 a
   body, 1 byte per 100 ms; from a second process) stay open, each reopened as soon as the server
-  drops it; how long the server let each slow client live, and whether the load is still answered;
+  drops it; how long the server let each slow client live, and whether the load is still answered.
+  Quiet and abuse phases alternate, 3 rounds of each (--rounds): the percentiles are over all rounds
+  (1,800 requests each), so one slow request no longer moves the p99, and a change in the machine's
+  background load falls on both alike; each round's p99 and the server's CPU use are kept too;
 - burst: 80 clients upload a 1.9 MB image at once (half multipart, half raw); peak RSS, and RSS 10 s
   later against the idle figure;
 - disconnect: 6 clients hang up mid-body; the lines the server logs about them;
@@ -41,7 +44,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("KCAPTCHA_SHARED", ROOT.parent / "shared" / "real-kcaptcha"))
-RATE, QUIET_S, ABUSE_S = 40, 16.0, 16.0  # normal load: requests per second, seconds per phase
+RATE, PHASE_S, ROUNDS = 40, 15.0, 3  # normal load: requests per second, seconds per phase, rounds of each
 IDLE, SLOW = 500, 50
 BURST = 80
 SERVERS = ["plain-uvicorn", "kcaptcha-serve"]
@@ -69,6 +72,12 @@ def percentile(values: list[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 1) if values else float("nan")
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def ask(port: int, head: str, body: bytes = b"", timeout: float = 30) -> tuple[int, bytes]:
     """One request on a fresh connection (Connection: close); (status, body), status 0 if it failed."""
     try:
@@ -85,8 +94,9 @@ async def ask(port: int, head: str, body: bytes = b"", timeout: float = 30) -> t
 
 
 async def steady_load(port: int, samples: list[tuple[bytes, str]], seconds: float) -> dict:
-    """Captchas posted at RATE per second for ``seconds``; latency of each and how many read right."""
-    latencies, right = [], 0
+    """Captchas posted at RATE per second for ``seconds``; latency of each (ms) and how many read right."""
+    latencies: list[float] = []
+    right = 0
 
     async def one(i: int) -> None:
         nonlocal right
@@ -101,9 +111,7 @@ async def steady_load(port: int, samples: list[tuple[bytes, str]], seconds: floa
         await asyncio.sleep(max(0.0, start + i / RATE - time.perf_counter()))
         tasks.append(asyncio.create_task(one(i)))
     await asyncio.gather(*tasks)
-    return {"load_avg_1min": round(os.getloadavg()[0], 2), "requests": len(tasks),
-            "answered_right_pct": round(100 * right / len(tasks), 1),
-            "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99)}
+    return {"load_avg_1min": round(os.getloadavg()[0], 2), "latencies": latencies, "right": right}
 
 
 async def held_open(port: int, kind: str, until: float, lives: list[float], alive: list[float]) -> None:
@@ -156,19 +164,54 @@ async def abusers(port: int, seconds: float) -> dict:
 
 
 def abusers_process(port: int, seconds: float, results: multiprocessing.Queue) -> None:
-    results.put(asyncio.run(abusers(port, seconds)))
+    used = time.process_time()
+    out = asyncio.run(abusers(port, seconds))
+    out["abusers_cpu_pct"] = round(100 * (time.process_time() - used) / seconds)  # this client's own cost
+    results.put(out)
 
 
 def abuse(port: int, samples: list[tuple[bytes, str]]) -> dict:
     """The steady load while a separate process (so the two clients do not slow each other) abuses."""
     results: multiprocessing.Queue = multiprocessing.Queue()
-    process = multiprocessing.Process(target=abusers_process, args=(port, ABUSE_S + 2, results))
+    process = multiprocessing.Process(target=abusers_process, args=(port, PHASE_S + 2, results))
     process.start()
     time.sleep(1.0)  # all of them connected
-    load = asyncio.run(steady_load(port, samples, ABUSE_S))
+    load = asyncio.run(steady_load(port, samples, PHASE_S))
     load.update(results.get(timeout=60))
     process.join()
     return load
+
+
+def latency(port: int, pid: int, samples: list[tuple[bytes, str]], rounds: int) -> dict:
+    """``rounds`` quiet phases alternating with as many abuse phases; latency over all rounds of each."""
+    phases: dict[str, list[dict]] = {"quiet": [], "abuse": []}
+    for r in range(rounds):
+        for name in phases:
+            time.sleep(1.0)  # the previous phase's connections gone
+            used = cpu_s(pid)
+            got = asyncio.run(steady_load(port, samples, PHASE_S)) if name == "quiet" else abuse(port, samples)
+            got["server_cpu_pct"] = round(100 * (cpu_s(pid) - used) / PHASE_S)
+            phases[name].append(got)
+            print(f"  round {r + 1} {name}: p99 {percentile(got['latencies'], 99)} ms, load {got['load_avg_1min']}",
+                  flush=True)
+    out = {name: summary(runs) for name, runs in phases.items()}
+    for kind in ("idle", "headers", "body"):  # what became of the slow clients, over all rounds
+        out["abuse"][f"{kind}_closed_by_server"] = sum(run[f"{kind}_closed_by_server"] for run in phases["abuse"])
+        out["abuse"][f"{kind}_longest_life_s"] = max(run[f"{kind}_longest_life_s"] for run in phases["abuse"])
+    out["abuse"]["abusers_cpu_pct"] = [run["abusers_cpu_pct"] for run in phases["abuse"]]
+    out["abuse"]["p99_vs_quiet"] = round(out["abuse"]["p99_ms"] / out["quiet"]["p99_ms"], 2)
+    return out
+
+
+def summary(runs: list[dict]) -> dict:
+    """Percentiles over all the runs' requests, and each run's p99, load average and server CPU."""
+    latencies = [ms for run in runs for ms in run["latencies"]]
+    rounds_p99 = [percentile(run["latencies"], 99) for run in runs]
+    return {"load_avg_1min": [run["load_avg_1min"] for run in runs], "requests": len(latencies),
+            "answered_right_pct": round(100 * sum(run["right"] for run in runs) / len(latencies), 1),
+            "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99), "p99_ms_rounds": rounds_p99,
+            "p99_ms_median_of_rounds": float(np.median(rounds_p99)),
+            "server_cpu_pct": [run["server_cpu_pct"] for run in runs]}
 
 
 async def burst(port: int, pid: int, image: bytes) -> dict:
@@ -254,16 +297,16 @@ def command(name: str, port: int) -> list[str]:
     return [sys.executable, "-m", "kcaptcha_solver.cli", "serve", "--port", str(port)]
 
 
-def run_server(name: str, samples: list[tuple[bytes, str]], image: bytes) -> dict:
+def run_server(name: str, samples: list[tuple[bytes, str]], image: bytes, rounds: int) -> dict:
     port = free_port()
     cmd = command(name, port)
     log = Path(tempfile.mkstemp(suffix=".log")[1])
     with log.open("wb") as err:
         server = start(cmd, port, err)
         try:
-            result = {"quiet": asyncio.run(steady_load(port, samples, QUIET_S))}
+            print(name, flush=True)
+            result = latency(port, server.pid, samples, rounds)
             print(name, "quiet", result["quiet"], flush=True)
-            result["abuse"] = abuse(port, samples)
             print(name, "abuse", result["abuse"], flush=True)
             time.sleep(3)
             result["burst"] = asyncio.run(burst(port, server.pid, image))
@@ -280,6 +323,11 @@ def run_server(name: str, samples: list[tuple[bytes, str]], image: bytes) -> dic
     return result
 
 
+def rounds(result: dict, key: str, phase: str) -> str:
+    """Each round's figure, as "a / b / c"."""
+    return " / ".join(f"{value:g}" for value in result[phase][key])
+
+
 def table(results: dict) -> str:
     """The README table, from a results file."""
     rows = [
@@ -287,6 +335,10 @@ def table(results: dict) -> str:
          .format(**r["quiet"])),
         (f"{IDLE} idle + {SLOW} slowloris held open: answered right; p50 / p99",
          lambda r: "{answered_right_pct:g} %; {p50_ms:g} / {p99_ms:g} ms".format(**r["abuse"])),
+        ("p99 held open / quiet (each round's p99: quiet; held open)", lambda r: "{:g}x ({}; {} ms)".format(
+            r["abuse"]["p99_vs_quiet"], rounds(r, "p99_ms_rounds", "quiet"), rounds(r, "p99_ms_rounds", "abuse"))),
+        ("server CPU (each round: quiet; held open)", lambda r: "{}; {} %".format(
+            rounds(r, "server_cpu_pct", "quiet"), rounds(r, "server_cpu_pct", "abuse"))),
         ("longest life of an idle socket / header trickler / body trickler", lambda r:
          "{idle_longest_life_s:g} / {headers_longest_life_s:g} / {body_longest_life_s:g} s".format(**r["abuse"])),
         (f"burst of {BURST} uploads of 1.9 MB: answered 200 / 503 / failed",
@@ -306,6 +358,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "service_faults.json"))
     parser.add_argument("--only", choices=SERVERS, help="one server only")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help=f"quiet and abuse phases of {PHASE_S:g} s each, "
+                        f"alternating (default {ROUNDS}; each round adds about 35 s per server)")
     parser.add_argument("--table", action="store_true", help="print the README table from --out and stop")
     args = parser.parse_args()
     if args.table:
@@ -316,10 +370,13 @@ def main() -> None:
     noise = np.random.default_rng(0).integers(0, 256, (800, 800, 3), dtype=np.uint8)  # incompressible
     buf = io.BytesIO()
     Image.fromarray(noise).save(buf, "PNG")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     results = {"machine": f"{platform.machine()}, {os.cpu_count()} cores (shared), Python {platform.python_version()}",
-               "rate_per_s": RATE, "idle_sockets": IDLE, "slow_clients": SLOW}
+               "rate_per_s": RATE, "phase_s": PHASE_S, "rounds": args.rounds, "idle_sockets": IDLE,
+               "slow_clients": SLOW}
     for name in [args.only] if args.only else SERVERS:
-        results[name] = run_server(name, samples, buf.getvalue())
+        results[name] = run_server(name, samples, buf.getvalue(), args.rounds)
     Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     print("wrote", args.out)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import json
 import logging
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -27,7 +29,8 @@ from test_locate import on_page
 from test_solver import bomb_png
 
 from kcaptcha_solver.cli import main
-from kcaptcha_solver.service import ServeSettings, create_app, uvicorn_config
+from kcaptcha_solver.errors import InputError
+from kcaptcha_solver.service import DeadlineProtocol, ServeSettings, create_app, uvicorn_config
 from kcaptcha_solver.solver import Solver
 
 LIMIT = 64 * 1024  # a small upload limit, so the tests need no big bodies
@@ -353,6 +356,28 @@ def test_keep_alive_connection_gets_a_fresh_header_deadline(address: tuple[str, 
         assert closed_by_server(s)  # and then the idle socket is closed
 
 
+def test_a_closed_connection_is_freed_without_the_garbage_collector(address: tuple[str, int]) -> None:
+    """Each closed connection must go when its last reference does: in a cycle, the idle and slow clients
+    that the deadlines close (and that come back at once) filled the oldest generation, and brought full
+    collections that paused every request in flight."""
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector finds is kept in gc.garbage, to look at
+    try:
+        with socket.create_connection(address, timeout=5) as idle, socket.create_connection(address) as asked:
+            asked.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            # The server closes both (at the header deadline, after the answer); a client sees the end only
+            # once the server's connection_lost has run.
+            assert closed_by_server(idle) and closed_by_server(asked)
+        gc.collect()
+        held = [type(o).__name__ for o in gc.garbage if isinstance(o, DeadlineProtocol)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert held == []
+
+
 def read_reply(s: socket.socket) -> tuple[bytes, bytes]:
     """One HTTP response from ``s``: its head and its body (as long as its Content-Length says)."""
     reply = b""
@@ -562,3 +587,27 @@ def test_a_screenshot_answers_with_the_box_and_one_without_a_captcha_is_400(
     Image.new("RGB", (900, 500), "white").save(buf, "PNG")
     r = client.post("/solve", content=buf.getvalue(), headers={"content-type": "image/png"})
     assert (r.status_code, r.json()) == (400, {"error": "no captcha found in this 900x500 picture"})
+
+
+def test_a_refused_upload_is_freed_without_the_garbage_collector(client: TestClient) -> None:
+    """A picture refused with 400 must not stay in a reference cycle (the error crossing from the worker
+    thread through an asyncio future held the awaiting frames and the upload in one): after a burst of
+    such uploads, RSS stayed at its peak until the collector ran, long after the idle trim."""
+    buf = io.BytesIO()
+    Image.new("RGB", (900, 500), "white").save(buf, "PNG")
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)  # what the collector finds is kept in gc.garbage, to look at
+    try:
+        r = client.post("/solve", content=buf.getvalue(), headers={"content-type": "image/png"})
+        assert (r.status_code, r.json()) == (400, {"error": "no captcha found in this 900x500 picture"})
+        gc.collect()
+        # Ours only: the test client's own threads and streams leave cycles of their own.
+        held = [type(o).__name__ for o in gc.garbage if isinstance(o, InputError)]
+        held += [f"{o.f_code.co_name} frame" for o in gc.garbage
+                 if isinstance(o, types.FrameType) and "kcaptcha_solver" in o.f_code.co_filename]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert held == []
