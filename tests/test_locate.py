@@ -127,7 +127,7 @@ def test_a_rendered_set_is_read_right(shared_dir: Path, renderer) -> None:
     from kcaptcha_solver.screenshot import sample_images
 
     solver = Solver("auto")
-    for preset in ("gnuboard5", "seed-l2"):
+    for preset in ("gnuboard5", "seed-l2", "kcaptcha-default"):
         for shot in renderer.render(sample_images(shared_dir / preset, 6, 20), "desktop", 2.0, crops=("form",)):
             (found,) = locate(decode_bytes(shot.encode("JPEG"), 4_000_000), SIZES)
             assert solver.solve(found.pixels).text == shot.label

@@ -64,7 +64,28 @@ def test_reading_thresholds_travel_in_both_model_files(model):
     assert reading.to_meta().items() <= onnx_meta.items()  # every field present
     assert asdict(reading).items() <= tfjs_meta.items()
     calibration = json.loads((ROOT / "benchmarks" / "results" / "calibration.json").read_text())[model]
-    assert reading.sure_min == calibration["sure_min"] and calibration["wrong_and_sure"] == 0
+    assert reading.sure_min == calibration["sure_min"] and calibration["sure_error_below_95pct"] < 0.1
+
+
+def test_calibration_rule_is_strict_unless_too_few_would_be_sure(monkeypatch):
+    """Above every wrong answer while that leaves 97 % sure; else lower, one wrong answer at a time, only while
+    the sure answers' error stays below 0.1 % at 95 % confidence (a lone confident mistake cannot make most
+    answers unsure; many cannot make them sure)."""
+    import numpy as np
+
+    monkeypatch.syspath_prepend(str(ROOT / "tools"))
+    from calibrate import error_bound, threshold
+
+    assert 0.00099 < error_bound(2995, 0) < 0.001 < error_bound(2990, 0)  # the rule of three, exactly
+    right = np.ones(10_000, bool)
+    right[:5] = False
+    strict = np.r_[[0.95, 0.9, 0.8, 0.7, 0.6], np.full(9_995, 0.99)]
+    assert threshold(strict, right) == 0.9501
+    lone = np.r_[[0.9992, 0.9, 0.8, 0.7, 0.6], np.full(9_995, 0.99)]  # above 0.9992, none would be sure
+    assert threshold(lone, right) == 0.9001
+    many = np.r_[np.full(40, 0.9992), np.full(9_960, 0.99)]
+    right[:40] = False
+    assert threshold(many, right) == 0.9993  # 40 wrong among them would break the promise: none sure
 
 
 def test_calibrate_measures_generated_images_only(tmp_path):
