@@ -375,9 +375,9 @@ class Solver:
                 warning = self._misfit(info, pixels, box)
                 # The calibration saw only images of the model's own configuration and size: outside it a
                 # model can be wrong with a high score (seed-l2 reads gnuboard5's 6 digits as 2, at 0.99). That
-                # holds for captchas located at another scale too: on screenshots, 78 of 11,096 answers that
-                # reached sure_min were wrong (98.8 % right below 1x, 99.7 % above; benchmarks/screenshot_sure.py),
-                # short of the 99.9 % the calibration promises. So a resized captcha, located or not, is unsure.
+                # holds for captchas located at another scale too: on screenshots, 4 of 3,613 shrunk ones that
+                # reached sure_min were wrong (99.89 %; 78 of 11,096 before the models learned screen views;
+                # benchmarks/screenshot_sure.py), short of the 99.9 % promised. So a resized captcha is unsure.
                 out[i] = replace(answer, resized=resized, box=box, warning=warning,
                                  sure=answer.sure and not resized and warning is None)
         return out  # type: ignore[return-value]  # every index is in one group
