@@ -155,9 +155,11 @@ def answer(page) -> dict:
 
 def as_python(result) -> dict:
     """What the page's answer event must say for Python's ``result``: the same text and sure, and the same
-    score to 4 places, but from a model with float16 weights in TF.js (README, "Shipped models") within
-    0.01: on the real sample their scores differ by up to 0.0092 (gnuboard5), 0.0074 (seed-l2)."""
-    score = pytest.approx(result.score, abs=0.01) if float16(result.model) else result.score
+    score to 4 places, give or take the last (float32 sums in another order can land either side of a
+    rounding boundary: 2 of kcaptcha-default's 500), but from a model with float16 weights in TF.js
+    (README, "Shipped models") within 0.01: on the real sample their scores differ by up to 0.0092
+    (gnuboard5), 0.0074 (seed-l2)."""
+    score = pytest.approx(result.score, abs=0.01 if float16(result.model) else 1.0001e-4)
     return {"text": result.text, "score": score, "sure": result.sure}
 
 
@@ -506,9 +508,9 @@ def test_the_page_follows_the_browser_language(browser, server, shared_dir, loca
         context.close()
 
 
-# kcaptcha-default's three misreads of the real sample: each a doubled or similar character lost, every
-# character at 1.00, and unsure in Python by the string's score (README, "Sure and unsure answers").
-MISREADS = ["7aea9_000289.jpg", "92sxk9_000165.jpg", "zyeazii_000271.jpg"]
+# kcaptcha-default's misreads of the real sample: each a doubled or similar character lost, every character
+# at 1.00, and unsure in Python by the string's score (README, "Sure and unsure answers").
+MISREADS = ["7aea9_000289.jpg", "92sxk9_000165.jpg"]
 
 
 @pytest.mark.parametrize(("locale", "lang"), [("en-US", "en"), ("ko-KR", "ko")])
@@ -526,11 +528,12 @@ def test_an_unsure_answer_looks_unsure(browser, server, shared_dir, locale, lang
             solve_one(page, lambda path=path: page.set_input_files("#file-input", str(path)))
             assert answer(page) == as_python(want), path.name
             assert want.sure == (path == sure)  # the misreads are unsure in Python
-            if path != sure:  # kcaptcha-default's TF.js weights are float32: to 4 places
-                assert answer(page)["score"] == want.score
+            if path != sure:  # kcaptcha-default's TF.js weights are float32: to 4 places, give or take the last
+                assert answer(page)["score"] == pytest.approx(want.score, abs=1.0001e-4)
             words = WORDS[lang]
-            verdict = (words["answer_sure"].format(score=percent(answer(page)["score"])) if want.sure else
-                       words["answer_unsure"].format(score=percent(want.score), why=words["unsure_low"].format(
+            shown = percent(answer(page)["score"])
+            verdict = (words["answer_sure"].format(score=shown) if want.sure else
+                       words["answer_unsure"].format(score=shown, why=words["unsure_low"].format(
                            min=percent(auto.models["kcaptcha-default"].reading.sure_min))))
             assert page.text_content("#verdict") == verdict
             colours[want.sure] = page.eval_on_selector("#verdict", "el => getComputedStyle(el).color")
@@ -539,7 +542,7 @@ def test_an_unsure_answer_looks_unsure(browser, server, shared_dir, locale, lang
         assert [(row["text"], row["sure"]) for row in rows] == [(auto.solve(p).text, str(p == sure).lower())
                                                                  for p in reversed(paths)]
         marks = page.eval_on_selector_all("#history li", "els => els.map((e) => e.querySelector('mark')?.textContent)")
-        assert marks == [WORDS[lang]["unsure_mark"]] * 3 + [None]
+        assert marks == [WORDS[lang]["unsure_mark"]] * len(MISREADS) + [None]
         other = "en" if lang == "ko" else "ko"
         page.click("#language")
         assert page.text_content("#verdict").startswith(WORDS[other]["answer_unsure"].split(":")[0] + ":")
