@@ -474,10 +474,13 @@ def route(models: Iterable[ModelInfo], pixels: np.ndarray) -> ModelInfo:
 
 
 def _ink_width(arr: np.ndarray) -> int:
-    """Width of the columns holding dark pixels: a cheap estimate of the string length."""
-    gray = arr.mean(axis=2)
-    dark = gray < (gray.min() + gray.max()) / 2
-    cols = np.flatnonzero(dark.sum(axis=0) >= 2)  # >= 2: ignore a stray JPEG speck
+    """Width of the columns holding dark pixels: a cheap estimate of the string length.
+
+    Gray is kept as the channels' integer sum (3x the mean: the same comparisons, no floats), added channel
+    by channel: numpy's mean over the last axis took 0.18 ms of a gnuboard5 image's 1.07, this 0.03."""
+    gray = arr[..., 0] + arr[..., 1].astype(np.uint16) + arr[..., 2]
+    dark = 2 * gray < int(gray.min()) + int(gray.max())  # below mid-range
+    cols = np.flatnonzero(np.count_nonzero(dark, axis=0) >= 2)  # >= 2: ignore a stray JPEG speck
     return int(cols[-1] - cols[0] + 1) if cols.size else 0
 
 

@@ -109,21 +109,21 @@ export function route(entries, width, height, rgb) {
 
 /** Columns from the first to the last with two or more dark pixels (darker than mid-range). */
 export function inkWidth(rgb, width, height) {
-  const gray = new Float64Array(width * height);
+  const gray = new Uint16Array(width * height); // the channels' sum, 3x the mean, in integers as in Python
   let lo = Infinity;
   let hi = -Infinity;
   for (let i = 0; i < gray.length; i++) {
-    const g = (rgb[3 * i] + rgb[3 * i + 1] + rgb[3 * i + 2]) / 3;
+    const g = rgb[3 * i] + rgb[3 * i + 1] + rgb[3 * i + 2];
     gray[i] = g;
     if (g < lo) lo = g;
     if (g > hi) hi = g;
   }
-  const mid = (lo + hi) / 2;
+  const twiceMid = lo + hi;
   let first = -1;
   let last = -1;
   for (let x = 0; x < width; x++) {
     let dark = 0;
-    for (let y = 0; y < height; y++) if (gray[y * width + x] < mid) dark++;
+    for (let y = 0; y < height; y++) if (2 * gray[y * width + x] < twiceMid) dark++;
     if (dark >= 2) {
       if (first < 0) first = x;
       last = x;
