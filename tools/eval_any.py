@@ -21,6 +21,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from kcaptcha_solver import Solver, general
@@ -35,7 +36,7 @@ def score(solver: Solver, images: list[bytes | Path], truths: list[str]) -> dict
     """Full-string and per-character accuracy of ``solver`` on ``images``, a few misreads as examples."""
     right = chars = chars_right = sure = sure_wrong = 0
     misread = []
-    models: dict[str, int] = {}
+    models: Counter[str] = Counter()
     for i in range(0, len(images), BATCH):
         for truth, got in zip(truths[i : i + BATCH], solver.solve_many(images[i : i + BATCH]), strict=True):
             text = "" if isinstance(got, InputError) else got.text
@@ -43,14 +44,14 @@ def score(solver: Solver, images: list[bytes | Path], truths: list[str]) -> dict
             if not isinstance(got, InputError):
                 sure += got.sure
                 sure_wrong += got.sure and text != truth
-                models[got.model] = models.get(got.model, 0) + 1
+                models[got.model] += 1
             chars += len(truth)
             chars_right += sum(a == b for a, b in zip(text, truth, strict=False))
             if text != truth and len(misread) < 5:
                 misread.append([truth, text])
     return {"count": len(images), "accuracy": round(100 * right / len(images), 2),
             "char_accuracy": round(100 * chars_right / max(chars, 1), 2), "sure": sure, "sure_wrong": sure_wrong,
-            "read_by": models, "misread_examples": misread}
+            "read_by": dict(models), "misread_examples": misread}
 
 
 def main(argv: list[str] | None = None) -> int:

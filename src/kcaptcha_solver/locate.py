@@ -222,10 +222,10 @@ def _vertical_lines(gray: np.ndarray, y0: int, y1: int, x0: int, x1: int) -> np.
     return np.array([j for j in lines if x0 <= j <= x1], dtype=int)
 
 
-def _one_way(change: np.ndarray, levels: int, axis: int = 0) -> np.ndarray:
-    """How many of ``change`` (signed differences) along ``axis`` are ``levels`` or more the same way: all
+def _one_way(change: np.ndarray, levels: int) -> np.ndarray:
+    """How many of each column of ``change`` (signed differences) are ``levels`` or more the same way: all
     brighter or all darker, whichever more are."""
-    return np.maximum((change >= levels).sum(axis=axis), (change <= -levels).sum(axis=axis))
+    return np.maximum((change >= levels).sum(axis=0), (change <= -levels).sum(axis=0))
 
 
 def _inner_line(gray: np.ndarray, edges: np.ndarray, line: int, inward: int, band: int, a: int, b: int) -> int | None:

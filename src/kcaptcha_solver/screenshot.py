@@ -38,13 +38,6 @@ DPRS = (1.0, 1.25, 1.5, 2.0, 3.0)
 # page around it (3-30 CSS px a side), the fieldset with its buttons and hint, the whole form.
 CROPS = ("image", "border", "loose", "fieldset", "form")
 CHROMIUM = "/usr/bin/chromium"
-
-
-def squeezes(skin: str, size: tuple[int, int]) -> bool:
-    """Whether ``skin`` draws a captcha of ``size`` (width, height) out of its shape: the PC layout on a
-    phone sets 160x60 CSS px whatever the image, so a 160x92 one takes the 160x60 presets' shape, a view no
-    site shows of it. Tests and benchmarks leave those pairs out."""
-    return skin == "mobile-pc" and size != (160, 60)
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 FORMS_PER_PAGE = 12  # one screenshot per 12 captchas; more makes 3x pages of over 30 MP
 
@@ -103,6 +96,13 @@ body {background:#fff}
 }
 VIEWPORT_WIDTH = {"desktop": 760, "mobile": 400, "mobile-pc": 760}  # CSS px
 FORM_WIDTH = {"desktop": "680px", "mobile": "360px", "mobile-pc": "680px"}
+
+
+def squeezes(skin: str, size: tuple[int, int]) -> bool:
+    """Whether ``skin`` draws a captcha of ``size`` (width, height) out of its shape: the PC layout on a
+    phone sets 160x60 CSS px whatever the image, so a 160x92 one takes the 160x60 presets' shape, a view no
+    site shows of it. Tests and benchmarks leave those pairs out."""
+    return skin == "mobile-pc" and size != (160, 60)
 
 
 @dataclass(frozen=True)
