@@ -15,13 +15,14 @@ from kcaptcha_solver.cli import main
 from kcaptcha_solver.errors import ConfigError
 from kcaptcha_solver.export import export_onnx, metadata
 from kcaptcha_solver.fonts import FONTS_1_2
-from kcaptcha_solver.generator import ALPHABET, Generator, random_config
+from kcaptcha_solver.generator import ALPHABET, PRESETS, Generator, random_config
 from kcaptcha_solver.inputs import fit
 from kcaptcha_solver.model import ModelSpec, build
 from kcaptcha_solver.solver import read
 from kcaptcha_solver.trainconfig import TrainConfig
 
 SEED = 4_000_000  # a training-range block
+GENERAL_MODEL = general.MODEL_NAME
 
 
 @pytest.fixture(autouse=True)
@@ -128,3 +129,49 @@ def test_train_any_export_and_read_back(tmp_path, capsys):
     probs = solver._sessions["kcaptcha-any"].run(["probs"], {"image": trained_on[None]})
     expected = read(probs[0][0], solver.info)
     assert (result.text, result.confidence) == (expected.text, expected.confidence)
+
+
+# The shipped general model (issue 13) on generated captchas of configurations the preset models do not read:
+# fixed seeds (a training-range block no run used), PHP-encoded at their own size and read by Solver("auto") as a
+# user's would be. The gates are 4 points under what the shipped file reads here (a model trained on this CPU, far
+# from issue 13's 99 %), so CI fails when a change loses accuracy (models/kcaptcha-any.md measures it on 1,000 per
+# family); a wrong answer of the general model is never sure.
+CHECK_SEED, CHECK_COUNT = 5_000_000, 200
+# Read on these 200 when shipped: any 72.0 %, gnuboard5-pre-5.1 90.0 %, 2.x-alnum 58.0 %, hex-160x60 88.5 %.
+AUTO_GATES = {"any": 68.0, "gnuboard5-pre-5.1": 86.0, "2.x-alnum": 54.0, "hex-160x60": 84.0}
+
+
+@pytest.fixture(scope="module")
+def auto() -> Solver:
+    return Solver()
+
+
+@pytest.mark.parametrize("family", AUTO_GATES)
+def test_auto_reads_other_configurations_with_the_general_model(auto, family):
+    samples = [general.sample(seed, family=family) for seed in range(CHECK_SEED, CHECK_SEED + CHECK_COUNT)]
+    results = auto.solve_many([s.encode() for s in samples])
+    right = [r.text == s.label for r, s in zip(results, samples, strict=True)]
+    assert 100 * sum(right) / len(right) >= AUTO_GATES[family]
+    by = {r.model for r in results}
+    if family == "hex-160x60":  # Gnuboard's size: its digits model first, the general model on an unsure answer
+        assert by == {"gnuboard5", GENERAL_MODEL}
+        wrong_sure = [s.label for r, s, ok in zip(results, samples, right, strict=True)
+                      if r.sure and not ok and r.model == GENERAL_MODEL]
+    else:
+        assert GENERAL_MODEL in by and by <= {GENERAL_MODEL, *PRESETS}
+        wrong_sure = [s.label for r, s, ok in zip(results, samples, right, strict=True) if r.sure and not ok]
+    assert not wrong_sure
+
+
+def test_auto_routes_a_captcha_of_no_presets_size_to_the_general_model(auto):
+    """Gnuboard 5 before 5.1 drew 120x60: no preset model's size, so the general model reads it whole; a preset
+    image still goes to its own model, and a named preset model forced on the 120x60 one says whose it is."""
+    drawn = general.sample(CHECK_SEED + 15, family="gnuboard5-pre-5.1")  # the first of these it is sure of
+    result = auto.solve(drawn.encode())
+    assert (result.model, result.box, result.resized, result.warning) == (GENERAL_MODEL, None, True, None)
+    # the calibration covers a whole picture stretched to the input: resized, yet sure
+    assert result.text == drawn.label and result.sure
+    preset = general.sample(CHECK_SEED, family="gnuboard5")
+    assert auto.solve(preset.encode()).model == "gnuboard5"
+    forced = Solver("gnuboard5").solve(drawn.encode())
+    assert not forced.sure and "looks like one for model 'kcaptcha-any'" in forced.warning

@@ -15,7 +15,7 @@ from kcaptcha_solver.locate import locate
 from kcaptcha_solver.screenshot import squeezes
 from kcaptcha_solver.solver import Solver
 
-SIZES = sorted({(m.width, m.height) for m in SHIPPED})  # the shipped models' input sizes
+SIZES = sorted({(m.width, m.height) for m in SHIPPED if not m.general})  # the shapes locate searches for
 
 
 def real(shared_dir: Path, model: str, index: int = 0) -> tuple[np.ndarray, str]:

@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict
 
 import pytest
-from conftest import MIN_ACCURACY, MODELS, ROOT, SHIPPED
+from conftest import GENERAL, MIN_ACCURACY, MODELS, ROOT, SHIPPED
 
 from kcaptcha_solver.cli import main
 from kcaptcha_solver.modelfile import Reading, bare
@@ -39,7 +39,7 @@ def test_shipped_model_accuracy_on_real_php_images(model, shared_dir, capsys, tm
 def test_models_lists_small_models(capsys):
     assert main(["models", "--json"]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
-    assert set(rows) == set(MODELS)
+    assert set(rows) == {*MODELS, GENERAL}
     for row in rows.values():
         assert 0 < row["bytes"] <= 1024 * 1024
     assert rows["kcaptcha-default"]["height"] == 92 and rows["gnuboard5"]["classes"] == "0123456789"
@@ -48,7 +48,7 @@ def test_models_lists_small_models(capsys):
 def test_models_table_mentions_every_model(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    for name in MODELS:
+    for name in (*MODELS, GENERAL):
         assert name in out
 
 

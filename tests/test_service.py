@@ -22,7 +22,7 @@ import httpx
 import numpy as np
 import pytest
 import uvicorn
-from conftest import MODELS, label, model_files, sample_files
+from conftest import GENERAL, MODELS, label, model_files, sample_files
 from fastapi.testclient import TestClient
 from PIL import Image
 from test_locate import on_page
@@ -74,7 +74,7 @@ def test_health_models_and_docs(client: TestClient) -> None:
     health = client.get("/health").json()
     assert health["status"] == "ok" and health["model"] == "auto"
     models = client.get("/models").json()
-    assert {m["name"] for m in models["shipped"]} == set(MODELS)
+    assert {m["name"] for m in models["shipped"]} == {*MODELS, GENERAL}
     assert all("path" not in m and m["bytes"] > 0 for m in models["shipped"])
     assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()

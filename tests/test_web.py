@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import MODELS, label, model_files, sample_files
+from conftest import GENERAL, MODELS, SHIPPED, label, model_files, sample_files
 
 from kcaptcha_solver.cli import main
 from kcaptcha_solver.solver import DEFAULT_MODEL, Solver
@@ -242,6 +242,47 @@ def test_other_sizes_are_resampled_as_python_does(page, shared_dir, reference, t
         assert answer(page) == as_python(want) and not want.sure
 
 
+# The general model's files, as the page's requests name them.
+GENERAL_JS = f"performance.getEntriesByType('resource').some((e) => e.name.includes('models/{GENERAL}/'))"
+
+
+def test_the_general_model_loads_only_for_a_captcha_that_needs_it(page, all_fonts, tmp_path) -> None:
+    """Issue 13 in the page: the first visit does not fetch the general model; a captcha of a configuration no
+    preset model reads (Gnuboard before 5.1: 120x60, the older fonts) fetches it, and the page answers as
+    Python's "auto" does: the general model, the same text, score and sure."""
+    from kcaptcha_solver import general
+
+    solve_one(page, lambda: page.locator("#examples button").first.click())
+    assert not page.evaluate(GENERAL_JS)
+    drawn = general.sample(5_000_000, str(all_fonts), "gnuboard5-pre-5.1")
+    path = tmp_path / "pre-5.1.jpg"
+    path.write_bytes(drawn.encode())
+    want = Solver("auto").solve(path)
+    text = solve_one(page, lambda: page.set_input_files("#file-input", str(path)))
+    assert page.evaluate(GENERAL_JS)
+    assert want.model == GENERAL and page.text_content("#model-used").startswith(GENERAL)
+    assert text == want.text and answer(page) == as_python(want)
+    # Gnuboard's hex variant is 160x60: the digits model reads it first, and the general model again when the digits
+    # model's score is low. The first such captcha among these seeds, as Python's "auto" answers it.
+    auto = Solver("auto")
+    hexes = (general.sample(seed, str(all_fonts), "hex-160x60").encode() for seed in range(5_000_000, 5_000_100))
+    data, want = next((d, r) for d in hexes if (r := auto.solve(d)).model == GENERAL)
+    path = tmp_path / "hex.jpg"
+    path.write_bytes(data)
+    text = solve_one(page, lambda: page.set_input_files("#file-input", str(path)))
+    assert page.text_content("#model-used").startswith(f"{GENERAL} (auto: read again by the general model")
+    assert text == want.text and answer(page) == as_python(want)
+    # A captcha of the whole space that the locator finds filling its picture, with a preset's shape: the preset
+    # model reads it, and the general model's answer replaces it, as in Python.
+    drawn = (general.sample(seed, str(all_fonts)).encode() for seed in range(5_000_000, 5_000_200))
+    data, want = next((d, r) for d in drawn if (r := auto.solve(d)).model == GENERAL and r.box is not None)
+    path = tmp_path / "found.png"
+    path.write_bytes(data)
+    text = solve_one(page, lambda: page.set_input_files("#file-input", str(path)))
+    assert page.text_content("#model-used").startswith(f"{GENERAL} (auto: read again by the general model")
+    assert text == want.text and answer(page) == as_python(want)
+
+
 def test_copy_button_copies_the_answer(page) -> None:
     page.context.grant_permissions(["clipboard-read", "clipboard-write"])
     text = solve_one(page, page.locator("#examples button").first.click)
@@ -410,7 +451,7 @@ def test_server_types_and_site_build(server, tfjs_models, tmp_path, capsys) -> N
     # The stylesheet and the model list come inside the page (no request before the first layout) ...
     assert "<style>" in html and 'href="style.css"' not in html
     listing = re.search(r'<script type="application/json" id="models">(.*?)</script>', html)
-    assert [m["name"] for m in json.loads(listing.group(1))["models"]] == MODELS
+    assert [m["name"] for m in json.loads(listing.group(1))["models"]] == [m.name for m in SHIPPED]
     # ... and Auto's first model is preloaded.
     assert f'<link rel="preload" href="models/{DEFAULT_MODEL}/weights.bin"' in html
     out = tmp_path / "site"
@@ -575,7 +616,7 @@ def test_no_english_is_left_in_the_korean_page(browser, server, tfjs_models) -> 
             pages[locale] = set(page.evaluate(TEXTS_JS))
         finally:
             context.close()
-    names = {*MODELS, "Ctrl", "V", "+"}
+    names = {*MODELS, GENERAL, "Ctrl", "V", "+"}
     both = {t for t in pages["en-US"] & pages["ko-KR"] if t not in names and not re.fullmatch(r"\S+ \(\d+×\d+\)", t)}
     assert not both, both  # (a model's option in the selector, "gnuboard5 (120×45)", is a name too)
     assert any("숫자음성듣기" in text for text in pages["ko-KR"])

@@ -29,6 +29,7 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,7 +37,8 @@ import numpy as np
 from tqdm import tqdm
 from write_reading import update_onnx, update_tfjs
 
-from kcaptcha_solver.generator import Generator
+from kcaptcha_solver import general
+from kcaptcha_solver.generator import Generator, Sample
 from kcaptcha_solver.solver import Solver, read_model_info
 from kcaptcha_solver.trainconfig import RESERVED_SEEDS as RESERVED  # the evaluation seeds (DEVELOPERS.md)
 
@@ -53,14 +55,23 @@ SHARE = 0.97
 STEP = 1e-4  # scores are reported, and compared with sure_min, rounded to 4 places
 
 
+def drawer(preset: str) -> Callable[[int], Sample]:
+    """Sample ``seed`` of a preset; for a general model (preset ``any``), of the configuration that seed draws
+    from the whole space (general.py: the distribution it was trained on; all 25 atlases in $KCAPTCHA_FONTS)."""
+    if preset == general.NAME:
+        return general.sample
+    gen = Generator(preset)
+    return lambda seed: gen.draw(seed, boxes=False)
+
+
 def scores(model: Path, seed: int, count: int, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Score and correctness of each of ``count`` generated images of the model's preset."""
     solver = Solver(model)
-    gen = Generator(solver.info.preset)
+    draw = drawer(solver.info.preset)
     got, right = [], []
     bar = tqdm(total=count, desc=solver.name, unit="img", leave=False)
     for start in range(seed, seed + count, batch):
-        samples = [gen.draw(s, boxes=False) for s in range(start, min(start + batch, seed + count))]
+        samples = [draw(s) for s in range(start, min(start + batch, seed + count))]
         for sample, result in zip(samples, solver.solve_many([s.pixels() for s in samples]), strict=True):
             got.append(result.score)
             right.append(result.text == sample.label)

@@ -9,6 +9,10 @@ the real PHP samples of the three presets (``<label>_<index>.<ext>`` files), rea
     python tools/eval_any.py export/kcaptcha-any.onnx [--count 1000] [--shared ../shared/real-kcaptcha]
         [--json out.json]
     python tools/eval_any.py auto --count 500 --json benchmarks/results/any_families_auto.json
+    python tools/eval_any.py auto --count 1000 --time 300 --json benchmarks/results/any_families_auto.json
+
+``--time N`` also reads N images of each family one at a time (one onnxruntime thread, the encoded bytes in
+memory, 20 warm-up reads first) and records wall and CPU milliseconds per image (issue 13's budget: 3 ms).
 
 Seeds: family k uses 96,000,000 + k * 1,000,000 onwards: clear of training (below 70,000,000 by
 default), validation (90,000,000 onwards, a few thousand per set), the export check (95,000,000)
@@ -19,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import statistics
 import sys
 import time
 from collections import Counter
@@ -54,6 +60,37 @@ def score(solver: Solver, images: list[bytes | Path], truths: list[str]) -> dict
             "read_by": dict(models), "misread_examples": misread}
 
 
+def timing(solver: Solver, images: list[bytes]) -> dict:
+    """Wall and thread-CPU milliseconds of ``solver.solve`` per image, one at a time, after 20 warm-up reads."""
+    for data in images[:20]:
+        solver.solve(data)
+    wall, cpu = [], []
+    for data in images:
+        t, c = time.perf_counter(), time.thread_time()
+        solver.solve(data)
+        wall.append(1000 * (time.perf_counter() - t))
+        cpu.append(1000 * (time.thread_time() - c))
+    return {"images": len(images), "ms_mean": round(statistics.mean(wall), 3),
+            "ms_median": round(statistics.median(wall), 3), "ms_p90": round(statistics.quantiles(wall, n=10)[-1], 3),
+            "cpu_ms_mean": round(statistics.mean(cpu), 3)}
+
+
+def families(solver: Solver, count: int, fonts: str | None = None, timed: int = 0) -> dict[str, dict]:
+    """:func:`score` on ``count`` PHP-encoded images of each of general.FAMILIES, seeds as the docstring says."""
+    report = {}
+    for k, family in enumerate(general.FAMILIES):
+        t0 = time.perf_counter()
+        seeds = range(EVAL_SEED + k * 1_000_000, EVAL_SEED + k * 1_000_000 + count)
+        samples = [general.sample(seed, fonts, family) for seed in seeds]
+        got = report[family] = score(solver, [s.encode() for s in samples], [s.label for s in samples])
+        if timed:
+            got["time"] = timing(solver, [s.encode() for s in samples[:timed]])
+        ms = f"  {got['time']['ms_mean']:.2f} ms/image" if timed else ""
+        print(f"{family:20} {got['accuracy']:6.2f} %  sure {got['sure']} ({got['sure_wrong']} wrong){ms}  "
+              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("model", help="the exported .onnx file, or a shipped model's name, or auto")
@@ -61,18 +98,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fonts", help="folder with all 25 atlases (default: $KCAPTCHA_FONTS)")
     ap.add_argument("--shared", type=Path, help="the real-kcaptcha folder: also read its preset samples")
     ap.add_argument("--json", type=Path, help="write the figures here too")
+    ap.add_argument("--time", type=int, default=0, metavar="N", help="also time N images per family, one at a time")
     args = ap.parse_args(argv)
     solver = Solver(args.model)
     report: dict = {"model": str(args.model), "count_per_family": args.count, "first_seed": EVAL_SEED,
-                    "generated": {}, "real": {}}
-    for k, family in enumerate(general.FAMILIES):
-        t0 = time.perf_counter()
-        seeds = range(EVAL_SEED + k * 1_000_000, EVAL_SEED + k * 1_000_000 + args.count)
-        samples = [general.sample(seed, args.fonts, family) for seed in seeds]
-        report["generated"][family] = score(solver, [s.encode() for s in samples], [s.label for s in samples])
-        got = report["generated"][family]
-        print(f"{family:20} {got['accuracy']:6.2f} %  sure {got['sure']} ({got['sure_wrong']} wrong)  "
-              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+                    "generated": families(solver, args.count, args.fonts, args.time), "real": {}}
+    if args.time:
+        report["load_average"] = os.getloadavg()
     for name in PRESET_FOLDERS if args.shared else ():
         files = sorted((args.shared / name).iterdir())
         report["real"][name] = score(solver, files, [f.stem.rsplit("_", 1)[0] for f in files])

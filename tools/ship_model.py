@@ -16,6 +16,9 @@ import json
 import platform
 from pathlib import Path
 
+from eval_any import EVAL_SEED, families
+
+from kcaptcha_solver import Solver, general
 from kcaptcha_solver.evaluate import evaluate
 from kcaptcha_solver.export import export
 from kcaptcha_solver.trainconfig import TrainConfig
@@ -67,18 +70,77 @@ def ancestry(cfg: TrainConfig) -> str:
     return rows
 
 
+def general_card(args: argparse.Namespace, cfg: TrainConfig, name: str, written: dict, weights: str) -> None:
+    """The card of a general model: no real PHP sample of its configurations exists here, so it is measured on
+    PHP-encoded generated images of each configuration family (tools/eval_any.py, the generator being bit-exact:
+    benchmarks/fidelity.py), read by the Solver users get; "auto" beside it is the shipped catalogue's routing."""
+    onnx_path = written["onnx"]
+    solver = Solver(onnx_path)
+    sure_min = solver.info.reading.sure_min
+    alone = families(solver, args.family_count)
+    auto = families(Solver("auto"), args.family_count)
+    rows = metrics(args.run)
+    best = max(rows, key=lambda r: float(r["val_acc"]))
+    tfjs_bytes = sum(f.stat().st_size for f in written["tfjs"].rglob("*") if f.is_file())
+    table = "\n".join(
+        f"| `{family}` | {alone[family]['accuracy']:.2f} % | {alone[family]['sure']} ({alone[family]['sure_wrong']} wrong) "
+        f"| {auto[family]['accuracy']:.2f} % | {auto[family]['sure']} ({auto[family]['sure_wrong']} wrong) "
+        f"| {', '.join(f'{m} {n}' for m, n in sorted(auto[family]['read_by'].items()))} |"
+        for family in general.FAMILIES)
+    card = f"""# Model `{name}`
+
+The general model (issue 13): reads any KCAPTCHA configuration, 2-7 characters of `{general.TASK.classes}`, from
+any picture stretched to {general.WIDTH}x{general.HEIGHT} (`kcaptcha_solver/general.py` gives the distribution).
+Architecture `{cfg.arch}` (see `kcaptcha_solver/model.py`), trained from scratch. "auto" gives it every picture
+that is not a preset model's size, and a second reading of what a preset model read of a captcha that may be
+another configuration's (`Solver._read`, `solver.prefer_general`).
+
+**Accuracy**: {alone[general.NAME]['accuracy']:.2f} % on {args.family_count:,} PHP-encoded generated images of the
+whole space (`any`; per family below). No real PHP images of these configurations are at hand.
+
+| | |
+|---|---|
+| command | `{command(cfg, str(args.run))}` (with `KCAPTCHA_FONTS` pointing at all 25 atlases) |
+| training seeds | {cfg.seed:,} .. {cfg.seed + cfg.train_samples - 1:,} (fresh images every step, never the evaluation range 70M-90M) |
+| images seen | {cfg.train_samples:,} ({cfg.epochs} epochs x {cfg.steps_per_epoch} steps x {cfg.batch_size}) |
+| validation | {cfg.val_count:,} generated images from seed {cfg.val_seed:,}: best {100 * float(best['val_acc']):.2f} % at epoch {best['epoch']} |
+| wall time | {float(rows[-1]['wall_s']) / 60:.1f} min for the whole run on {hardware(rows)} |
+| ONNX file | `{onnx_path.name}`, {onnx_path.stat().st_size:,} bytes ({weights}) |
+| TF.js graph model | `tfjs/{name}/`, {tfjs_bytes:,} bytes |
+| sure_min | {sure_min} (`tools/calibrate.py`, generated images of the whole space: `benchmarks/results/calibration.json`) |
+| measured by | `python tools/eval_any.py src/kcaptcha_solver/models/{name}.onnx --count {args.family_count}` and the same with `auto` |
+
+Per configuration family ({args.family_count:,} images each, seeds from {EVAL_SEED:,}; "sure" counts use the file's
+`sure_min` at the time of measuring):
+
+| family | this model | sure (wrong) | `auto` | sure (wrong) | `auto` read them with |
+|---|---|---|---|---|---|
+{table}
+"""
+    (MODELS / f"{name}.md").write_text(card)
+    print(card)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path)
     ap.add_argument("--shared", type=Path, default=Path("../shared/real-kcaptcha"))
     ap.add_argument("--name")
     ap.add_argument("--float32", action="store_true", help="keep float32 weights (when float16 fails the check)")
+    ap.add_argument("--family-count", type=int, default=1000,
+                    help="a general model (preset any): generated images per configuration family it is measured on")
+    ap.add_argument("--card-only", action="store_true",
+                    help="measure the files already shipped and write the card (after tools/calibrate.py)")
     args = ap.parse_args()
     cfg = TrainConfig.from_dict(json.loads((args.run / "train_config.json").read_text()))
-    name = args.name or cfg.preset
-    written = export(args.run / "best.pt", MODELS, ("onnx", "tfjs"), name=name, float16=not args.float32)
+    name = args.name or (general.MODEL_NAME if cfg.preset == general.NAME else cfg.preset)
+    written = ({"onnx": MODELS / f"{name}.onnx", "tfjs": MODELS / "tfjs" / name} if args.card_only
+               else export(args.run / "best.pt", MODELS, ("onnx", "tfjs"), name=name, float16=not args.float32))
     weights = "float32 weights" if args.float32 else "float16 weights, float32 arithmetic"
     onnx_path = written["onnx"]
+    if cfg.preset == general.NAME:
+        general_card(args, cfg, name, written, weights)
+        return
     report, _ = evaluate(onnx_path, args.shared / cfg.preset)
     rows = metrics(args.run)
     best = max(rows, key=lambda r: float(r["val_acc"]))

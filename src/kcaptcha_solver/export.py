@@ -26,7 +26,10 @@ from .model import ModelSpec, load_checkpoint
 from .modelfile import FORMAT_VERSION, Reading
 from .trainconfig import TrainConfig
 
-ONNX_TOLERANCE = 2e-3  # max |p_onnx - p_torch|; float16 weights move probabilities by ~1e-4
+ONNX_TOLERANCE = 2e-3  # max |p_onnx - p_torch| with float32 weights
+# With float16 storage: the rounding moved the per-position models' probabilities by ~1e-4, the CTC models' by 2-3e-3
+# (kcaptcha-default, kcaptcha-any); a broken graph moves them by 0.1-1. Calibration measures the file itself.
+FLOAT16_TOLERANCE = 5e-3
 CHECK_SEED = 95_000_000  # images for the export check: outside training, validation and evaluation seeds
 CHECK_COUNT = 64
 
@@ -105,8 +108,8 @@ def export_onnx(model: nn.Module, meta: dict[str, str], path: Path, float16: boo
     return path
 
 
-def _check_onnx(model: nn.Module, path: Path, images: np.ndarray) -> float:
-    """Max probability difference onnxruntime vs torch; raises when strings differ or it is too large."""
+def _check_onnx(model: nn.Module, path: Path, images: np.ndarray, tolerance: float = ONNX_TOLERANCE) -> float:
+    """Max probability difference onnxruntime vs torch; raises when it is above ``tolerance``."""
     import onnxruntime as ort
 
     with torch.no_grad():
@@ -118,12 +121,12 @@ def _check_onnx(model: nn.Module, path: Path, images: np.ndarray) -> float:
     # near tie, e.g. in a barely trained model), so the tolerance alone decides; flips where torch's
     # answer is clear are reported, as they tell a broken export from a slightly imprecise one.
     top2 = np.sort(ref, axis=-1)[..., -2:]
-    clear = top2[..., 1] - top2[..., 0] > 2 * ONNX_TOLERANCE
+    clear = top2[..., 1] - top2[..., 0] > 2 * tolerance
     answers_differ = bool(((got.argmax(-1) != ref.argmax(-1)) & clear).any())
-    if diff > ONNX_TOLERANCE:
+    if diff > tolerance:
         raise ModelError(
             f"ONNX export check failed: onnxruntime differs from torch (max |dp| = {diff:.2e}, "
-            f"tolerance {ONNX_TOLERANCE:.0e}, answers {'differ' if answers_differ else 'agree'})"
+            f"tolerance {tolerance:.0e}, answers {'differ' if answers_differ else 'agree'})"
         )
     return diff
 
@@ -193,7 +196,7 @@ def export(
             tmp_target = staging / target.name
             writer(model, meta, tmp_target, float16=float16)
             if fmt == "onnx":
-                _check_onnx(model, tmp_target, images)
+                _check_onnx(model, tmp_target, images, FLOAT16_TOLERANCE if float16 else ONNX_TOLERANCE)
             if target.is_dir():
                 shutil.rmtree(target)
             os.replace(tmp_target, target)

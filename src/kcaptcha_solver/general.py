@@ -29,8 +29,9 @@ import numpy as np
 from .fonts import FONTS_1_2
 from .generator import ALPHABET, PRESETS, SYMBOL_SETS, CaptchaConfig, Generator, Sample, random_config
 from .inputs import fit
+from .modelfile import GENERAL
 
-NAME = "any"  # the TrainConfig.preset that selects this task
+NAME = GENERAL  # the TrainConfig.preset that selects this task, and the exported file's preset
 MODEL_NAME = "kcaptcha-any"  # the exported model's default name
 WIDTH, HEIGHT = 192, 64  # the model input; see the module docstring for why
 LENGTH = (2, 7)  # what random_config draws

@@ -16,6 +16,10 @@ DEFAULT_MODEL = "gnuboard5"  # the first model in the catalogue: the page's firs
 # What Solver(), the CLI and the service read with unless told otherwise: each input with the shipped model
 # that fits it. A fixed default read other configurations wrong without a word (issue 15).
 AUTO = "auto"
+# The preset of a general model (kcaptcha-any, issue 13): trained on the whole KCAPTCHA space and read from any
+# picture stretched to its input, so its input size is no captcha's. "auto" gives it every picture that is not a
+# specialist's size, and a specialist's unsure answers for a second reading; locate never searches its shape.
+GENERAL = "any"
 
 
 @dataclass(frozen=True)

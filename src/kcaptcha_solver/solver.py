@@ -22,20 +22,24 @@ How a request flows
 * **locate**: ``Solver._picture`` asks :func:`kcaptcha_solver.locate.locate` for the captchas in the
   picture, searching for the shapes of the solver's models (their sizes come from the model files, so a
   model added later is searched for too). A *bare captcha*, a picture already at a model's size (for
-  a named model: its own or any shipped model's), skips the search: it is read whole, exactly as
+  a named model: its own or any shipped model's; for a named general model, any picture no bigger than
+  ``CAPTCHA_MAX``), skips the search: it is read whole, exactly as
   before, with ``Result.box`` None. Any other picture, up to a 4K screenshot, is searched: each
   captcha found is cut out at its box and resampled to its model's size (nearest), and
   :attr:`Result.box` says where it was, ``(x, y, w, h)`` in the input's pixels. :meth:`Solver.solve`
   and :meth:`Solver.solve_many` read the first captcha (top to bottom), :meth:`Solver.solve_all` each
   one. A picture with none is a :class:`~kcaptcha_solver.errors.NoCaptchaError`, never a guess, unless
   it is no bigger than KCAPTCHA draws (``CAPTCHA_MAX``): then it may be another configuration's captcha,
-  and it is read whole and stretched, as before, box None and never sure. A captcha found at another
-  scale than its model's is ``resized`` and never sure either (see ``Solver._read``).
+  and it is read whole and stretched, box None: by the general model when there is one (sure when its
+  score says so: it was calibrated on such pictures), else by the closest shape and never sure. A captcha
+  found at another scale than its model's is ``resized`` and never sure (see ``Solver._run``).
 * **route**: with ``"auto"`` (the default), :func:`route` picks the shipped model for the
   picture's size (a located captcha's is its model's), told apart by ink width when two share a
-  size. A solver of one named model always uses it, and when the picture is not its size, or
-  ``route`` would pick another model, says so in :attr:`Result.warning` (the CLI prints it, the
-  service returns and logs it).
+  size; any other picture goes to the general model (``kcaptcha-any``, preset ``any``: every
+  configuration, any size), and it reads again a bare picture that its preset model scored low,
+  or a captcha found filling a captcha-sized picture (see ``Solver._read``). A solver of one named model always uses
+  it, and when the picture is not its size, or ``route`` would pick another model, says so in
+  :attr:`Result.warning` (the CLI prints it, the service returns and logs it).
 * **read**: the model runs once per model and batch on pictures resampled to its input size
   (:func:`kcaptcha_solver.inputs.fit`, nearest neighbour), and :func:`read` turns its
   probabilities into a :class:`Result`, with the thresholds the model file carries
@@ -70,6 +74,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import onnxruntime as ort
@@ -79,16 +84,32 @@ from . import audio
 from .errors import InputError, ModelError, NoCaptchaError, UsageError, did_you_mean
 from .inputs import MAX_PIXELS, Box, ImageInput, fit, read_bytes, to_rgb_array
 from .locate import locate
-from .modelfile import AUTO, FORMAT_VERSION, Reading, bare, catalogue_key
+from .modelfile import AUTO, FORMAT_VERSION, GENERAL, Reading, bare, catalogue_key
 from .modelfile import DEFAULT_MODEL as DEFAULT_MODEL  # re-exported: the first model in the catalogue
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 DECODERS = ("positions", "ctc")
 CARD_ACCURACY = re.compile(r"^[\W_]*accuracy[\W_]*?:?[*_\s|]*([0-9]+(?:\.[0-9]+)?)\s*%", re.I | re.M)
-Picture = tuple[np.ndarray, "Box | None"]  # pixels to read, and their box in the input (None: the whole input)
 # The largest picture KCAPTCHA draws (generator.random_config: 100-200 x 40-100 px, +12 for the credits strip).
 # A picture no bigger in which no captcha is found may be a captcha of another configuration: it is read whole.
 CAPTCHA_MAX = (200, 112)
+FILL_HEIGHT = 0.8  # a found captcha this share of the picture's height, and as wide, fills it (Picture.whole)
+# prefer_general: the general model's answer replaces a preset model's when it reaches this score (above half, no
+# other string is likelier) and gives the preset model's string less than IMPLAUSIBLE. Chosen on resized real
+# images (25 a preset, 0.41-3x) and 900 generated captchas of other configurations: no resized one lost, and
+# 58 % of the others that locate found filling the picture gained (13.5 % read right before).
+GENERAL_MIN, IMPLAUSIBLE = 0.5, 1e-4
+
+
+class Picture(NamedTuple):
+    """A captcha to read: its pixels, where it is in the input, and whether it fills the input."""
+
+    pixels: np.ndarray
+    box: Box | None  # in the input's pixels; None: the whole input, read as it is (a bare captcha)
+    # The captcha is (nearly) the whole input: bare, or found in a captcha-sized picture (CAPTCHA_MAX) as wide as
+    # it (2 px spare) and at least FILL_HEIGHT of its height (a credits band below may be cut off). It may be
+    # another configuration's captcha.
+    whole: bool = True
 
 
 @dataclass(frozen=True)
@@ -121,6 +142,11 @@ class ModelInfo:
             decoder=str(meta.get("decoder", "positions")),  # the first exports did not write it
             bytes=size, accuracy=accuracy, reading=Reading.from_meta(meta),
         )
+
+    @property
+    def general(self) -> bool:
+        """Trained on the whole KCAPTCHA space (preset ``any``): reads any picture stretched to its input."""
+        return self.preset == GENERAL
 
     def to_dict(self) -> dict:
         return {**asdict(self), "path": str(self.path)}
@@ -267,10 +293,13 @@ class Solver:
         loaded = sorted((_load(path, threads) for path in paths), key=lambda pair: _order(pair[1]))
         self._sessions = {info.name: session for session, info in loaded}
         self.models: dict[str, ModelInfo] = {info.name: info for _, info in loaded}
-        # The shapes searched for in a picture: this solver's models' sizes, from their files. A picture at
-        # one of them, or (for a named model) at any shipped model's size, is a bare captcha: read whole,
-        # as before locate existed, so a forced model still reads and warns on another model's image.
-        self._sizes = list(dict.fromkeys((m.width, m.height) for m in self.models.values()))
+        # The shapes searched for in a picture: this solver's models' sizes, from their files (a general model's
+        # input is no captcha's shape: a named one searches for the shipped specialists'). A picture at one of
+        # them, or (for a named model) at any shipped model's size, is a bare captcha: read whole, as before
+        # locate existed, so a forced model still reads and warns on another model's image.
+        shapes = [m for m in self.models.values() if not m.general] or [m for m in catalogue() if not m.general]
+        self._sizes = list(dict.fromkeys((m.width, m.height) for m in shapes))
+        self._general = next((m for m in self.models.values() if m.general), None) if self.auto else None
         self._bare = set(self._sizes) | (set() if self.auto else {(m.width, m.height) for m in catalogue()})
         self._whole = tuple(max(CAPTCHA_MAX[k], *(size[k] for size in self._sizes)) for k in (0, 1))
 
@@ -358,29 +387,54 @@ class Solver:
         return [r if isinstance(r, InputError) else replace(r, ms=ms) for r in out]
 
     def _read(self, pictures: list[Picture]) -> list[Result]:
-        """route and read: one Result per picture, in order, the pictures in one run per model."""
-        out: list[Result | None] = [None] * len(pictures)
+        """route and read: one Result per picture, in order, the pictures in one run per model.
+
+        With a general model among "auto"'s, it reads again what a specialist read of a captcha that may be
+        another configuration's, and :func:`prefer_general` decides whose answer stands:
+
+        * a bare picture of a specialist's size that the specialist scored below its ``sure_min``: Gnuboard's
+          hex variant is 160x60 like its digits, and a digits model cannot know a letter (a higher score keeps
+          the specialist's answer and speed);
+        * a captcha found filling the picture (``Picture.whole``): another configuration's captcha, with no
+          border, fits a specialist's shape at some scale as well as a tight screenshot crop does."""
+        out: list[Result] = [None] * len(pictures)  # type: ignore[list-item]  # every index is in one group
         groups: dict[str, list[int]] = {}
-        for i, (pixels, _) in enumerate(pictures):
-            groups.setdefault(self._route(pixels).name, []).append(i)
+        for i, picture in enumerate(pictures):
+            groups.setdefault(self._route(picture.pixels).name, []).append(i)
         for name, idx in groups.items():
-            info = self.models[name]
-            batch = np.stack([fit(pictures[i][0], info.width, info.height) for i in idx])
-            probs = self._sessions[name].run(["probs"], {"image": batch})[0]
-            for i, p in zip(idx, probs, strict=True):
-                pixels, box = pictures[i]
-                answer = read(p, info)
-                shown = tuple(box[2:]) if box else pixels.shape[1::-1]  # the captcha's size in the input
-                resized = shown != (info.width, info.height)
-                warning = self._misfit(info, pixels, box)
-                # The calibration saw only images of the model's own configuration and size: outside it a
-                # model can be wrong with a high score (seed-l2 reads gnuboard5's 6 digits as 2, at 0.99). That
-                # holds for captchas located at another scale too: on screenshots, 4 of 3,613 shrunk ones that
-                # reached sure_min were wrong (99.89 %; 78 of 11,096 before the models learned screen views;
-                # benchmarks/screenshot_sure.py), short of the 99.9 % promised. So a resized captcha is unsure.
-                out[i] = replace(answer, resized=resized, box=box, warning=warning,
-                                 sure=answer.sure and not resized and warning is None)
-        return out  # type: ignore[return-value]  # every index is in one group
+            results, _ = self._run(self.models[name], [pictures[i] for i in idx])
+            for i, result in zip(idx, results, strict=True):
+                out[i] = result
+        general = self._general
+        again = [i for i, r in enumerate(out) if general and r.model != general.name and pictures[i].whole
+                 and (r.box is not None or r.score < self.models[r.model].reading.sure_min)]
+        if general and again:
+            seconds, probs = self._run(general, [pictures[i] for i in again])
+            for i, second, p in zip(again, seconds, probs, strict=True):
+                if prefer_general(out[i].text, second, p, general):
+                    out[i] = second
+        return out
+
+    def _run(self, info: ModelInfo, pictures: list[Picture]) -> tuple[list[Result], np.ndarray]:
+        """One model's reading of pictures, in one onnxruntime call: the Results, and the probabilities."""
+        batch = np.stack([fit(picture.pixels, info.width, info.height) for picture in pictures])
+        probs = self._sessions[info.name].run(["probs"], {"image": batch})[0]
+        results = []
+        for (pixels, box, _), p in zip(pictures, probs, strict=True):
+            answer = read(p, info)
+            shown = tuple(box[2:]) if box else pixels.shape[1::-1]  # the captcha's size in the input
+            resized = shown != (info.width, info.height)
+            warning = self._misfit(info, pixels, box)
+            # The calibration saw only images of the model's own configuration and size (a general model's: whole
+            # captchas of any size, stretched): outside it a model can be wrong with a high score (seed-l2 reads
+            # gnuboard5's 6 digits as 2, at 0.99). That holds for captchas located at another scale too: on
+            # screenshots, 4 of 3,613 shrunk ones that reached sure_min were wrong (99.89 %; 78 of 11,096 before
+            # the models learned screen views; benchmarks/screenshot_sure.py), short of the 99.9 % promised.
+            # So a resized captcha is unsure.
+            covered = box is None if info.general else not resized
+            results.append(replace(answer, resized=resized, box=box, warning=warning,
+                                   sure=answer.sure and covered and warning is None))
+        return results, probs
 
     def _decode(self, image: ImageInput) -> Result | list[Picture]:
         """A spoken captcha read to its end, or the captchas of an image: pixels to read and their box."""
@@ -397,28 +451,33 @@ class Solver:
         """decode, then locate: each captcha's pixels and box in the input, top to bottom.
 
         A bare captcha (at a size in ``_bare``) is the whole picture, box None, with no search: the fast
-        path costs one set lookup. Else :func:`~kcaptcha_solver.locate.locate` finds each captcha of a
-        model's shape and resamples it to that model's size. When it finds none, a picture no bigger than
-        a captcha (``_whole``) is read whole, stretched, as before locate existed: a captcha of another
-        configuration (what the general model reads); resized, so never sure. A bigger one is a
-        NoCaptchaError."""
+        path costs one set lookup. So is any captcha-sized picture (``_whole``) for a named general model:
+        its user says the captcha is of another configuration, which it reads whole. Else
+        :func:`~kcaptcha_solver.locate.locate` finds each captcha of a model's shape and resamples it to
+        that model's size. When it finds none, a captcha-sized picture is read whole, stretched: a captcha
+        of another configuration, which "auto" gives to the general model (sure when it is sure: it was
+        calibrated on such pictures) or, without one, to the closest shape (resized, so never sure). A
+        bigger one is a NoCaptchaError."""
         rgb = to_rgb_array(image, self.max_pixels)
         h, w = rgb.shape[:2]
-        if (w, h) in self._bare:
-            return [(rgb, None)]
+        captcha_sized = w <= self._whole[0] and h <= self._whole[1]
+        if (w, h) in self._bare or (captcha_sized and not self.auto and self.info.general):
+            return [Picture(rgb, None)]
         found = locate(rgb, self._sizes)
         if found:
-            return [(f.pixels, f.box) for f in found]
-        if w <= self._whole[0] and h <= self._whole[1]:
-            return [(rgb, None)]
+            return [Picture(f.pixels, f.box, captcha_sized and f.box[2] >= w - 2 and f.box[3] >= FILL_HEIGHT * h)
+                    for f in found]
+        if captcha_sized:
+            return [Picture(rgb, None)]
         raise NoCaptchaError(f"no captcha found in this {w}x{h} picture")
 
     def _misfit(self, info: ModelInfo, pixels: np.ndarray, box: Box | None) -> str | None:
         """For a named model: why this picture may not be its to read (``Result.warning``), or None.
 
         A located captcha is resampled to the model's size, so for it the question is only whether
-        ``route`` would choose another model (same size, another ink width)."""
-        if self.auto:
+        ``route`` would choose another model (same size, another ink width). A general model was trained on
+        every configuration, the presets' included, at any size: nothing is outside it."""
+        if self.auto or info.general:
             return None
         h, w = pixels.shape[:2]
         rivals = [info, *(m for m in catalogue() if m.name != info.name)]  # first: it wins a tie
@@ -452,8 +511,22 @@ def _refuse_single(images: object) -> None:
                          "use solve(x), or solve_many([x])")
 
 
+def prefer_general(first: str, second: Result, probs: np.ndarray, general: ModelInfo) -> bool:
+    """Whether the general model's ``second`` reading replaces a preset model's answer ``first``: it reads
+    another string, likely enough (GENERAL_MIN), and finds ``first`` implausible (below IMPLAUSIBLE). Scores
+    of two models cannot be compared: a preset model scores another configuration's captcha as high as the
+    general model does, but the general model knows every symbol, so it can judge the preset model's string."""
+    if second.text == first or second.score < GENERAL_MIN:
+        return False
+    if any(c not in general.classes for c in first):
+        return True
+    labels = [general.classes.index(c) for c in first]
+    return string_score(probs, labels, general.decoder, len(general.classes)) < IMPLAUSIBLE
+
+
 def route(models: Iterable[ModelInfo], pixels: np.ndarray) -> ModelInfo:
-    """The model for a picture: one trained on its size, else the closest aspect ratio (it is resized).
+    """The model for a picture: one trained on its size; else the general model (preset ``any``) when
+    there is one, else the closest aspect ratio (it is resized).
 
     Between models of the same size (160x60: gnuboard5 and seed-l2) the one whose string length
     fits the width of the dark pixels (``Reading.char_width`` px per character). Ties go to the
@@ -461,6 +534,9 @@ def route(models: Iterable[ModelInfo], pixels: np.ndarray) -> ModelInfo:
     """
     models = list(models)
     h, w = pixels.shape[:2]
+    general = next((m for m in models if m.general), None)
+    if general is not None:
+        models = [m for m in models if not m.general and (m.width, m.height) == (w, h)] or [general]
 
     def misfit(m: ModelInfo) -> tuple[bool, float]:  # the exact size first, else the closest aspect
         return (m.width, m.height) != (w, h), round(abs(float(np.log(m.width * h / (m.height * w)))), 6)

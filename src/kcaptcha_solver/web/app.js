@@ -7,12 +7,16 @@
 // A picture that is no model's size (a screenshot, a loose crop) goes to locate.js, the page's copy of
 // locate.py, which finds the captcha in it: loaded after the first answer too, or at once for such a picture.
 // The words come from strings.json, which site.py embeds in the page.
-import { fit, read, route } from './reading.js';
+import { fit, isGeneral, preferGeneral, read, route } from './reading.js';
 import { fetchModel, initBackend, loadModel, predict } from './runtime/index.js';
 
 performance.mark('app-start');
 const $ = (id) => document.getElementById(id);
 const MAX_PIXELS = 3840 * 2160; // a 4K screenshot, and no more: no 200 MB arrays for a camera's photo
+// The largest picture KCAPTCHA draws (solver.py's CAPTCHA_MAX): one no bigger in which no captcha is found may be a
+// captcha of another configuration, and is read whole.
+const CAPTCHA_MAX = [200, 112];
+const FILL_HEIGHT = 0.8; // solver.py's: a found captcha as wide as the picture and this share of its height fills it
 const LANGUAGES = ['ko', 'en']; // strings.json's; the first the browser lists wins, else English
 
 const state = {
@@ -147,7 +151,8 @@ function chooseModel(width, height, rgb) {
   const chosen = $('model-select').value;
   if (chosen !== 'auto') {
     const entry = state.catalog.find((m) => m.name === chosen);
-    const { entry: fits } = route([entry, ...state.catalog.filter((m) => m !== entry)], width, height, rgb);
+    // A general model was trained on every configuration at any size: no picture is another model's for it.
+    const fits = isGeneral(entry) ? entry : route([entry, ...state.catalog.filter((m) => m !== entry)], width, height, rgb).entry;
     return { entry, fits, why: () => t('chosen') };
   }
   const { entry, ink } = route(state.catalog, width, height, rgb);
@@ -209,12 +214,16 @@ function solve(blob, label) {
 async function run(blob, name) {
   const started = performance.now();
   const bitmap = await decodeImage(blob); // no runtime needed: overlaps with its loading
-  const whole = { x: 0, y: 0, width: bitmap.width, height: bitmap.height };
-  const bare = state.catalog.some((m) => m.width === whole.width && m.height === whole.height);
+  // As solver.py: a model's size, or for a chosen general model any captcha-sized picture, is read whole.
+  const chosen = state.catalog.find((m) => m.name === $('model-select').value);
+  const captchaSized = bitmap.width <= CAPTCHA_MAX[0] && bitmap.height <= CAPTCHA_MAX[1];
+  const bare =
+    specialists().some((m) => m.width === bitmap.width && m.height === bitmap.height) ||
+    (chosen !== undefined && isGeneral(chosen) && captchaSized);
   // A bare captcha is read whole; in any other picture, the captcha that locate.js finds (its box).
   let picture, found;
   try {
-    ({ picture, found } = bare ? { picture: pixels(bitmap, whole), found: null } : await search(bitmap));
+    ({ picture, found } = bare ? { picture: pixels(bitmap, entire(bitmap)), found: null } : await search(bitmap));
   } finally {
     bitmap.close();
   }
@@ -224,6 +233,33 @@ async function run(blob, name) {
   const [w, h] = found ? found.size : [picture.width, picture.height];
   const shaped = found ? fit(picture.rgb, picture.width, picture.height, w, h) : picture.rgb;
   const { entry, fits, why } = chooseModel(w, h, shaped);
+  let reading = await readWith(entry, fits, picture, found, [w, h, shaped]);
+  // As solver.py's _read: in Auto, the general model (loaded now, the first time) reads again what a specialist
+  // read of a captcha that fills the picture, when it was found there or scored below the model's sure_min; it reads
+  // the pixels the specialist read, and preferGeneral() decides whose answer stands.
+  const general = state.catalog.find(isGeneral);
+  const again = (!found || found.whole) && (found || reading.verdict.score < entry.sure_min);
+  if ($('model-select').value === 'auto' && general && entry !== general && again) {
+    const second = await readWith(general, general, { rgb: shaped, width: w, height: h }, found, [w, h, shaped]);
+    if (preferGeneral(reading.text, { text: second.text, score: second.verdict.score }, second.data, second.steps, general)) {
+      reading = second;
+    }
+  }
+  markOnce('first-answer');
+  const { chars, verdict, meta, resized, modelMs } = reading;
+  const scaled = () => (resized ? t('scaled_used', { w: picture.width, h: picture.height }) : '');
+  const used = () => `${meta.name} (${reading.entry === entry ? why() : t('general_used')}${scaled()})`;
+  const info = { blob, name, model: meta.name, used, modelMs, totalMs: performance.now() - started };
+  render(chars, reading.entry, verdict, found ? { ...info, box: found.box, locateMs: found.ms } : info);
+}
+
+/**
+ * One model's reading of a picture (fits: what route() picks with that model winning a tie). The verdict
+ * follows solver.py: the calibration saw only a model's own images at its own size (a general model's: whole
+ * captchas of any size, stretched), so an answer is sure only there; the first reason that applies is the one
+ * the page gives.
+ */
+async function readWith(entry, fits, picture, found, [w, h, shaped]) {
   const { model, meta } = await getModel(entry.name);
   const resized = picture.width !== meta.width || picture.height !== meta.height;
   const rgb =
@@ -232,19 +268,24 @@ async function run(blob, name) {
   const t0 = performance.now();
   const { data, shape } = await predict(model, rgb, 1, meta.height, meta.width);
   const modelMs = performance.now() - t0;
-  const { chars, score, sure } = read(data, shape[1], entry);
-  markOnce('first-answer');
-  const scaled = () => (resized ? t('scaled_used', { w: picture.width, h: picture.height }) : '');
-  const used = () => `${meta.name} (${why()}${scaled()})`;
-  // As solver.py: the calibration saw only a model's own images at its own size, so an answer is sure
-  // only there; the first reason that applies is the one the page gives.
+  const { text, chars, score, sure } = read(data, shape[1], entry);
+  const covered = isGeneral(entry) ? !found : !resized;
   const doubt =
     (fits !== entry && ['unsure_other', { model: fits.name }]) ||
-    (resized && ['unsure_resized']) ||
+    (!covered && ['unsure_resized']) ||
     (!sure && ['unsure_low', { min: exact(entry.sure_min) }]);
   const verdict = { score, sure: !doubt, doubt };
-  const info = { blob, name, model: meta.name, used, modelMs, totalMs: performance.now() - started };
-  render(chars, entry, verdict, found ? { ...info, box: found.box, locateMs: found.ms } : info);
+  return { entry, text, chars, meta, resized, modelMs, data, steps: shape[1], verdict };
+}
+
+/** The catalogue's models of a captcha's own size: the shapes locate.js searches for (a general model's input is none). */
+function specialists() {
+  return state.catalog.filter((m) => !isGeneral(m));
+}
+
+/** The whole of a decoded picture, as a box. */
+function entire(bitmap) {
+  return { x: 0, y: 0, width: bitmap.width, height: bitmap.height };
 }
 
 /** locate.js, loaded once: after the first answer, or now for a picture that is no model's size. */
@@ -269,13 +310,19 @@ async function search(bitmap) {
   const image = ctx.getImageData(0, 0, width, height);
   const { locate, cut } = await locator();
   const t0 = performance.now();
-  const all = locate(image.data, width, height, state.catalog.map((m) => [m.width, m.height]), 4);
+  const all = locate(image.data, width, height, specialists().map((m) => [m.width, m.height]), 4);
   const ms = performance.now() - t0;
-  if (all.length === 0) throw new PageError('no_captcha', { w: width, h: height });
+  if (all.length === 0) {
+    // As solver.py: a picture no bigger than KCAPTCHA draws may be another configuration's captcha: read whole.
+    if (width <= CAPTCHA_MAX[0] && height <= CAPTCHA_MAX[1]) return { picture: pixels(bitmap, entire(bitmap)), found: null };
+    throw new PageError('no_captcha', { w: width, h: height });
+  }
   const [{ box, size }] = all;
   showCrop(image, box, all.length);
   const picture = { rgb: cut(image.data, width, box, 4), width: box[2], height: box[3] };
-  return { picture, found: { box, size, ms } };
+  const captchaSized = width <= CAPTCHA_MAX[0] && height <= CAPTCHA_MAX[1];
+  const whole = captchaSized && box[2] >= width - 2 && box[3] >= FILL_HEIGHT * height;
+  return { picture, found: { box, size, ms, whole } };
 }
 
 /** The crop that is read, with some of the picture round it and its box drawn, and where it was found. */

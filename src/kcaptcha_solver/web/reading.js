@@ -88,12 +88,18 @@ export function stringScore(rows, labels, decoder, none) {
 
 /**
  * The catalogue entry for a picture of width x height (rgb: Int32Array or Uint8Array, HxWx3): one
- * trained on its size, else the closest aspect ratio (it is resized); between models of one size,
+ * trained on its size; else the general model (preset "any") when there is one, else the closest aspect
+ * ratio (it is resized); between models of one size,
  * the one whose string length fits the ink width (entry.char_width px a character). Ties go to the
  * first in `entries`, which the page keeps in catalogue order, as solver.py does.
  * Returns { entry, ink }: ink is the scaled ink width in px when it decided, else null.
  */
 export function route(entries, width, height, rgb) {
+  const general = entries.find(isGeneral);
+  if (general) {
+    const exact = entries.filter((m) => !isGeneral(m) && m.width === width && m.height === height);
+    entries = exact.length > 0 ? exact : [general];
+  }
   const misfit = (m) => [
     m.width === width && m.height === height ? 0 : 1,
     round6(Math.abs(Math.log((m.width * height) / (m.height * width)))),
@@ -106,6 +112,27 @@ export function route(entries, width, height, rgb) {
   const gap = (m) => Math.abs(ink - (m.char_width * (m.length_min + m.length_max)) / 2);
   return { entry: same.reduce((a, b) => (gap(b) < gap(a) ? b : a)), ink };
 }
+
+// solver.py's GENERAL_MIN and IMPLAUSIBLE (see prefer_general there).
+const GENERAL_MIN = 0.5;
+const IMPLAUSIBLE = 1e-4;
+
+/**
+ * solver.py's prefer_general(): whether the general model's reading `second` (read()'s, of probs with `steps`
+ * rows) replaces a preset model's answer `first` (a string): another string, likely enough, and `first`
+ * implausible to the general model.
+ */
+export function preferGeneral(first, second, probs, steps, general) {
+  if (second.text === first || second.score < GENERAL_MIN) return false;
+  const k = general.classes.length + 1;
+  const rows = Array.from({ length: steps }, (_, s) => probs.subarray(s * k, (s + 1) * k));
+  const labels = [...first].map((ch) => general.classes.indexOf(ch));
+  if (labels.includes(-1)) return true;
+  return stringScore(rows, labels, general.decoder, k - 1) < IMPLAUSIBLE;
+}
+
+/** A general model reads any picture stretched to its input, which is no captcha's size (solver.py's ModelInfo.general). */
+export const isGeneral = (entry) => entry.preset === 'any';
 
 /** Columns from the first to the last with two or more dark pixels (darker than mid-range). */
 export function inkWidth(rgb, width, height) {

@@ -20,7 +20,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from ..errors import KcaptchaError, ModelError
-from ..modelfile import Reading, catalogue_key
+from ..modelfile import GENERAL, Reading, catalogue_key
 
 WEB_DIR = Path(__file__).resolve().parent
 DIST = WEB_DIR / "dist"
@@ -100,7 +100,10 @@ def auto_html(models: list[dict]) -> str:
     """How Auto chooses, from the models present: which sizes it knows and which models share one. One
     item per language (``data-lang``); the page shows the visitor's."""
     sizes: dict[tuple[int, int], list[dict]] = {}
+    general = next((m for m in models if m["preset"] == GENERAL), None)
     for m in models:
+        if m is general:
+            continue
         sizes.setdefault((m["width"], m["height"]), []).append(m)
 
     def chars(m: dict) -> str:
@@ -116,7 +119,9 @@ def auto_html(models: list[dict]) -> str:
             told = words["auto_told"] if len(group) > 1 else ""
             parts.append(words["auto_size"].format(w=w, h=h, names=names, told=told))
         hidden = "" if lang == "en" else " hidden"  # index.html is English until the page translates it
-        items.append(f'<li data-lang="{lang}"{hidden}>{words["auto_intro"].format(sizes="; ".join(parts))}</li>')
+        others = words["auto_general"].format(name=escape(general["name"])) if general else words["auto_closest"]
+        intro = words["auto_intro"].format(sizes="; ".join(parts), others=others)
+        items.append(f'<li data-lang="{lang}"{hidden}>{intro}</li>')
     return "\n        ".join(items)
 
 
