@@ -82,6 +82,7 @@ def general_card(args: argparse.Namespace, cfg: TrainConfig, name: str, written:
     rows = metrics(args.run)
     best = max(rows, key=lambda r: float(r["val_acc"]))
     tfjs_bytes = sum(f.stat().st_size for f in written["tfjs"].rglob("*") if f.is_file())
+    started = ancestry(cfg)
     table = "\n".join(
         f"| `{family}` | {alone[family]['accuracy']:.2f} % | {alone[family]['sure']} ({alone[family]['sure_wrong']} wrong) "
         f"| {auto[family]['accuracy']:.2f} % | {auto[family]['sure']} ({auto[family]['sure_wrong']} wrong) "
@@ -91,7 +92,7 @@ def general_card(args: argparse.Namespace, cfg: TrainConfig, name: str, written:
 
 The general model (issue 13): reads any KCAPTCHA configuration, 2-7 characters of `{general.TASK.classes}`, from
 any picture stretched to {general.WIDTH}x{general.HEIGHT} (`kcaptcha_solver/general.py` gives the distribution).
-Architecture `{cfg.arch}` (see `kcaptcha_solver/model.py`), trained from scratch. "auto" gives it every picture
+Architecture `{cfg.arch}` (see `kcaptcha_solver/model.py`), trained from scratch{" and fine-tuned (the runs are listed below)" if started else ""}. "auto" gives it every picture
 that is not a preset model's size, and a second reading of what a preset model read of a captcha that may be
 another configuration's (`Solver._read`, `solver.prefer_general`).
 
@@ -101,7 +102,7 @@ whole space (`any`; per family below). No real PHP images of these configuration
 | | |
 |---|---|
 | command | `{command(cfg, str(args.run))}` (with `KCAPTCHA_FONTS` pointing at all 25 atlases) |
-| training seeds | {cfg.seed:,} .. {cfg.seed + cfg.train_samples - 1:,} (fresh images every step, never the evaluation range 70M-90M) |
+{started}| training seeds | {cfg.seed:,} .. {cfg.seed + cfg.train_samples - 1:,} (fresh images every step, never the evaluation range 70M-90M) |
 | images seen | {cfg.train_samples:,} ({cfg.epochs} epochs x {cfg.steps_per_epoch} steps x {cfg.batch_size}) |
 | validation | {cfg.val_count:,} generated images from seed {cfg.val_seed:,}: best {100 * float(best['val_acc']):.2f} % at epoch {best['epoch']} |
 | wall time | {float(rows[-1]['wall_s']) / 60:.1f} min for the whole run on {hardware(rows)} |

@@ -241,9 +241,7 @@ async function run(blob, name) {
   const again = (!found || found.whole) && (found || reading.verdict.score < entry.sure_min);
   if ($('model-select').value === 'auto' && general && entry !== general && again) {
     const second = await readWith(general, general, { rgb: shaped, width: w, height: h }, found, [w, h, shaped]);
-    if (preferGeneral(reading.text, { text: second.text, score: second.verdict.score }, second.data, second.steps, general)) {
-      reading = second;
-    }
+    if (preferGeneral(reading.text, second, second.data, second.steps, general)) reading = second;
   }
   markOnce('first-answer');
   const { chars, verdict, meta, resized, modelMs } = reading;
@@ -275,7 +273,7 @@ async function readWith(entry, fits, picture, found, [w, h, shaped]) {
     (!covered && ['unsure_resized']) ||
     (!sure && ['unsure_low', { min: exact(entry.sure_min) }]);
   const verdict = { score, sure: !doubt, doubt };
-  return { entry, text, chars, meta, resized, modelMs, data, steps: shape[1], verdict };
+  return { entry, text, score, chars, meta, resized, modelMs, data, steps: shape[1], verdict };
 }
 
 /** The catalogue's models of a captcha's own size: the shapes locate.js searches for (a general model's input is none). */
