@@ -82,9 +82,10 @@ def families(solver: Solver, count: int, fonts: str | None = None, timed: int = 
         t0 = time.perf_counter()
         seeds = range(EVAL_SEED + k * 1_000_000, EVAL_SEED + k * 1_000_000 + count)
         samples = [general.sample(seed, fonts, family) for seed in seeds]
-        got = report[family] = score(solver, [s.encode() for s in samples], [s.label for s in samples])
+        files = [s.encode() for s in samples]
+        got = report[family] = score(solver, files, [s.label for s in samples])
         if timed:
-            got["time"] = timing(solver, [s.encode() for s in samples[:timed]])
+            got["time"] = timing(solver, files[:timed])
         ms = f"  {got['time']['ms_mean']:.2f} ms/image" if timed else ""
         print(f"{family:20} {got['accuracy']:6.2f} %  sure {got['sure']} ({got['sure_wrong']} wrong){ms}  "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)

@@ -70,19 +70,35 @@ def ancestry(cfg: TrainConfig) -> str:
     return rows
 
 
+def run_rows(args: argparse.Namespace, cfg: TrainConfig, name: str, written: dict, weights: str, fonts: str) -> str:
+    """The card's table rows that every model has: how it was trained (its fine-tune chain included), its files."""
+    rows = metrics(args.run)
+    best = max(rows, key=lambda r: float(r["val_acc"]))
+    onnx_path = written["onnx"]
+    tfjs_bytes = sum(f.stat().st_size for f in written["tfjs"].rglob("*") if f.is_file())
+    return f"""| command | `{command(cfg, str(args.run))}` (with `KCAPTCHA_FONTS` pointing at {fonts}) |
+{ancestry(cfg)}| training seeds | {cfg.seed:,} .. {cfg.seed + cfg.train_samples - 1:,} (fresh images every step, never the evaluation range 70M-90M) |
+| images seen | {cfg.train_samples:,} ({cfg.epochs} epochs x {cfg.steps_per_epoch} steps x {cfg.batch_size}) |
+| validation | {cfg.val_count:,} generated images from seed {cfg.val_seed:,}: best {100 * float(best['val_acc']):.2f} % at epoch {best['epoch']} |
+| wall time | {float(rows[-1]['wall_s']) / 60:.1f} min for the whole run on {hardware(rows)} |
+| ONNX file | `{onnx_path.name}`, {onnx_path.stat().st_size:,} bytes ({weights}) |
+| TF.js graph model | `tfjs/{name}/`, {tfjs_bytes:,} bytes |
+"""
+
+
+def trained(cfg: TrainConfig) -> str:
+    """How the card says the model was trained."""
+    return "trained from scratch" + (" and fine-tuned (the runs are listed below)" if cfg.init else "")
+
+
 def general_card(args: argparse.Namespace, cfg: TrainConfig, name: str, written: dict, weights: str) -> None:
     """The card of a general model: no real PHP sample of its configurations exists here, so it is measured on
     PHP-encoded generated images of each configuration family (tools/eval_any.py, the generator being bit-exact:
     benchmarks/fidelity.py), read by the Solver users get; "auto" beside it is the shipped catalogue's routing."""
-    onnx_path = written["onnx"]
-    solver = Solver(onnx_path)
+    solver = Solver(written["onnx"])
     sure_min = solver.info.reading.sure_min
     alone = families(solver, args.family_count)
     auto = families(Solver("auto"), args.family_count)
-    rows = metrics(args.run)
-    best = max(rows, key=lambda r: float(r["val_acc"]))
-    tfjs_bytes = sum(f.stat().st_size for f in written["tfjs"].rglob("*") if f.is_file())
-    started = ancestry(cfg)
     table = "\n".join(
         f"| `{family}` | {alone[family]['accuracy']:.2f} % | {alone[family]['sure']} ({alone[family]['sure_wrong']} wrong) "
         f"| {auto[family]['accuracy']:.2f} % | {auto[family]['sure']} ({auto[family]['sure_wrong']} wrong) "
@@ -92,7 +108,7 @@ def general_card(args: argparse.Namespace, cfg: TrainConfig, name: str, written:
 
 The general model (issue 13): reads any KCAPTCHA configuration, 2-7 characters of `{general.TASK.classes}`, from
 any picture stretched to {general.WIDTH}x{general.HEIGHT} (`kcaptcha_solver/general.py` gives the distribution).
-Architecture `{cfg.arch}` (see `kcaptcha_solver/model.py`), trained from scratch{" and fine-tuned (the runs are listed below)" if started else ""}. "auto" gives it every picture
+Architecture `{cfg.arch}` (see `kcaptcha_solver/model.py`), {trained(cfg)}. "auto" gives it every picture
 that is not a preset model's size, and a second reading of what a preset model read of a captcha that may be
 another configuration's (`Solver._read`, `solver.prefer_general`).
 
@@ -101,14 +117,7 @@ whole space (`any`; per family below). No real PHP images of these configuration
 
 | | |
 |---|---|
-| command | `{command(cfg, str(args.run))}` (with `KCAPTCHA_FONTS` pointing at all 25 atlases) |
-{started}| training seeds | {cfg.seed:,} .. {cfg.seed + cfg.train_samples - 1:,} (fresh images every step, never the evaluation range 70M-90M) |
-| images seen | {cfg.train_samples:,} ({cfg.epochs} epochs x {cfg.steps_per_epoch} steps x {cfg.batch_size}) |
-| validation | {cfg.val_count:,} generated images from seed {cfg.val_seed:,}: best {100 * float(best['val_acc']):.2f} % at epoch {best['epoch']} |
-| wall time | {float(rows[-1]['wall_s']) / 60:.1f} min for the whole run on {hardware(rows)} |
-| ONNX file | `{onnx_path.name}`, {onnx_path.stat().st_size:,} bytes ({weights}) |
-| TF.js graph model | `tfjs/{name}/`, {tfjs_bytes:,} bytes |
-| sure_min | {sure_min} (`tools/calibrate.py`, generated images of the whole space: `benchmarks/results/calibration.json`) |
+{run_rows(args, cfg, name, written, weights, "all 25 atlases")}| sure_min | {sure_min} (`tools/calibrate.py`, generated images of the whole space: `benchmarks/results/calibration.json`) |
 | measured by | `python tools/eval_any.py src/kcaptcha_solver/models/{name}.onnx --count {args.family_count}` and the same with `auto` |
 
 Per configuration family ({args.family_count:,} images each, seeds from {EVAL_SEED:,}; "sure" counts use the file's
@@ -138,36 +147,23 @@ def main() -> None:
     written = ({"onnx": MODELS / f"{name}.onnx", "tfjs": MODELS / "tfjs" / name} if args.card_only
                else export(args.run / "best.pt", MODELS, ("onnx", "tfjs"), name=name, float16=not args.float32))
     weights = "float32 weights" if args.float32 else "float16 weights, float32 arithmetic"
-    onnx_path = written["onnx"]
     if cfg.preset == general.NAME:
         general_card(args, cfg, name, written, weights)
         return
-    report, _ = evaluate(onnx_path, args.shared / cfg.preset)
-    rows = metrics(args.run)
-    best = max(rows, key=lambda r: float(r["val_acc"]))
-    last = rows[-1]
-    started = ancestry(cfg)
-    tfjs_bytes = sum(f.stat().st_size for f in written["tfjs"].rglob("*") if f.is_file())
+    report, _ = evaluate(written["onnx"], args.shared / cfg.preset)
     errors = "\n".join(f"| `{e['file']}` | `{e['truth']}` | `{e['prediction']}` |" for e in report.errors)
     card = f"""# Model `{name}`
 
 Reads `{cfg.preset}` KCAPTCHA images ({cfg.captcha_config().image_size[0]}x{cfg.captcha_config().image_size[1]},
 {cfg.captcha_config().length[0]}-{cfg.captcha_config().length[1]} characters of `{cfg.captcha_config().classes}`).
-Architecture `{cfg.arch}` (see `kcaptcha_solver/model.py`), trained from scratch{" and fine-tuned (the runs are listed below)" if started else ""}.
+Architecture `{cfg.arch}` (see `kcaptcha_solver/model.py`), {trained(cfg)}.
 
 **Accuracy**: {100 * report.accuracy:.2f} % on the shared real PHP sample ({report.correct}/{report.count} images;
 per character {100 * report.char_accuracy:.3f} %)
 
 | | |
 |---|---|
-| command | `{command(cfg, str(args.run))}` (with `KCAPTCHA_FONTS` pointing at the atlases) |
-{started}| training seeds | {cfg.seed:,} .. {cfg.seed + cfg.train_samples - 1:,} (fresh images every step, never the evaluation range 70M-90M) |
-| images seen | {cfg.train_samples:,} ({cfg.epochs} epochs x {cfg.steps_per_epoch} steps x {cfg.batch_size}) |
-| validation | {cfg.val_count:,} generated images from seed {cfg.val_seed:,}: best {100 * float(best['val_acc']):.2f} % at epoch {best['epoch']} |
-| wall time | {float(last['wall_s']) / 60:.1f} min for the whole run on {hardware(rows)} |
-| ONNX file | `{onnx_path.name}`, {onnx_path.stat().st_size:,} bytes ({weights}) |
-| TF.js graph model | `tfjs/{name}/`, {tfjs_bytes:,} bytes |
-| measured by | `kcaptcha evaluate {args.shared / cfg.preset} --model {name}` |
+{run_rows(args, cfg, name, written, weights, "the atlases")}| measured by | `kcaptcha evaluate {args.shared / cfg.preset} --model {name}` |
 
 Misread images of the shared sample:
 
