@@ -73,7 +73,7 @@ def test_a_forced_model_on_another_models_image_warns(shared_dir: Path, capsys: 
     assert main(["solve", "--model", "gnuboard5", str(default), str(own)]) == 0  # read, as asked, but not silently
     out, err = capsys.readouterr()
     unsure, sure = out.splitlines()
-    assert re.fullmatch(rf"{re.escape(str(default))} [0-9]{{6}}  unsure \(score [01]\.[0-9]{{4}}\)", unsure), unsure
+    assert re.fullmatch(rf"{re.escape(str(default))} [0-9a-f]{{6}}  unsure \(score [01]\.[0-9]{{4}}\)", unsure), unsure
     assert sure == f"{own} {label(own)}"  # a sure answer is the bare line
     assert err == (f"warning: {default}: this 160x92 image looks like one for model 'kcaptcha-default', not "
                    "'gnuboard5': the answer is likely wrong (use model 'auto' or 'kcaptcha-default')\n")

@@ -28,7 +28,8 @@ def test_shipped_model_accuracy_on_real_php_images(model, shared_dir, capsys, tm
     report = json.loads(capsys.readouterr().out)
     assert code == 0, report["errors"]
     assert report["count"] == 500 and not report["skipped"]
-    assert report["models"] == {model: 500}
+    # each image routed to its model; the general model may answer what that model doubted (Solver._read)
+    assert report["models"].get(model, 0) >= 495 and set(report["models"]) <= {model, GENERAL}
     assert 100 * report["accuracy"] >= MIN_ACCURACY[model]
     assert len(report["errors"]) == round(500 * (1 - report["accuracy"]))
     assert report["sure_errors"] == 0, [e for e in report["errors"] if e["sure"]]
@@ -42,7 +43,8 @@ def test_models_lists_small_models(capsys):
     assert set(rows) == {*MODELS, GENERAL}
     for row in rows.values():
         assert 0 < row["bytes"] <= 1024 * 1024
-    assert rows["kcaptcha-default"]["height"] == 92 and rows["gnuboard5"]["classes"] == "0123456789"
+    assert rows["kcaptcha-default"]["height"] == 92
+    assert rows["gnuboard5"]["classes"] == "0123456789abcdef"  # Gnuboard's digits, and its hex line
 
 
 def test_models_table_mentions_every_model(capsys):

@@ -69,7 +69,7 @@ def test_shipped_models_carry_their_metadata() -> None:
         assert info.path == MODELS_DIR / f"{name}.onnx"
         assert (info.width, info.height) == SIZES[name]
         assert info.preset == name and info.bytes == info.path.stat().st_size
-    assert models["gnuboard5"].classes == "0123456789"
+    assert models["gnuboard5"].classes == "0123456789abcdef"  # Gnuboard's digits, and its commented-out hex line
     assert (models["gnuboard5"].length_min, models["gnuboard5"].length_max) == (6, 6)
     assert (models["seed-l2"].length_min, models["seed-l2"].length_max) == (2, 2)
     assert models["kcaptcha-default"].classes == "23456789abcdegikpqsvxyz"

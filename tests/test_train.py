@@ -15,7 +15,7 @@ from PIL import Image
 from kcaptcha_solver.cli import main
 from kcaptcha_solver.errors import ConfigError, ModelError
 from kcaptcha_solver.model import ModelSpec, build, load_checkpoint
-from kcaptcha_solver.train import TrainConfig, targets_for
+from kcaptcha_solver.train import TrainConfig, init_from, targets_for
 
 
 def test_targets_pad_with_the_none_class():
@@ -66,6 +66,33 @@ def test_stored_configs_load_through_from_dict():
     assert TrainConfig.from_dict(old) == TrainConfig(preset="seed-l2", epochs=3)
     with pytest.raises(ConfigError, match="unknown training setting 'epoch'.*did you mean 'epochs'"):
         TrainConfig.from_dict({"epoch": 3})
+
+
+@pytest.mark.parametrize("arch", ["cnn-tiny", "ctc-tiny"])
+def test_init_from_a_model_of_fewer_symbols_keeps_what_it_read(arch: str) -> None:
+    """--init from a digits model into a hex one: each digit's scores (and "none") are the digits model's,
+    in the new order; the new symbols are fresh; a start with a symbol the new task lacks is refused."""
+    torch.manual_seed(0)
+    digits = build(ModelSpec(arch, 60, 160, 6, "0123456789")).eval()
+    hexa = build(ModelSpec(arch, 60, 160, 6, "0123456789abcdef")).eval()
+    fresh = hexa.state_dict()["head.weight"].clone()
+    init_from(hexa, digits, "digits.pt")
+    image = torch.randint(0, 256, (2, 60, 160, 3), dtype=torch.uint8)
+    with torch.no_grad():
+        old, new = digits(image), hexa(image)
+    assert torch.allclose(new[..., :10], old[..., :10], atol=1e-5)  # one matmul, blocked differently
+    assert torch.allclose(new[..., 16], old[..., 10], atol=1e-5)
+    rows = hexa.state_dict()["head.weight"].unflatten(0, (-1, 17))[:, 10:16]
+    assert torch.equal(rows, fresh.unflatten(0, (-1, 17))[:, 10:16])
+    with pytest.raises(ModelError, match="for another task"):
+        init_from(build(ModelSpec(arch, 60, 160, 6, "0123456789")), hexa, "hex.pt")
+
+
+@pytest.mark.parametrize(("config", "reads"), [
+    ({}, True), ({"allowed_symbols": "0123456789abcdef"}, True),  # Gnuboard's hex line: digits and hex alike
+    ({"allowed_symbols": "abcdef"}, False), ({"allowed_symbols": "0123456789abcdef", "width": 150}, False)])
+def test_a_run_reads_its_preset_when_its_config_only_adds_symbols(config: dict, reads: bool) -> None:
+    assert TrainConfig(preset="gnuboard5", config=config).reads_preset() is reads
 
 
 def test_a_file_that_is_not_a_checkpoint_is_a_model_error(tmp_path):
@@ -215,13 +242,23 @@ def test_screen_views_are_seeded_and_keep_the_size(shared_dir: Path) -> None:
     assert all(not np.array_equal(a[i], batch[i]) for i in range(len(batch)))
     screen_views(smaller, TrainConfig(screen=1.0, screen_min=0.3), 5)  # --screen-min widens the scales drawn
     assert not np.array_equal(smaller, a)
+    # --screen-min and --screen-max bound the scale: views shrunk to 0.35x lose more of the image than at 1.5x
+    shrunk, enlarged = batch.copy(), batch.copy()
+    screen_views(shrunk, TrainConfig(screen=1.0, screen_min=0.35, screen_max=0.35), 5)
+    screen_views(enlarged, TrainConfig(screen=1.0, screen_min=1.5, screen_max=1.5), 5)
+    lost = [np.abs(v.astype(int) - batch.astype(int)).mean() for v in (shrunk, enlarged)]
+    assert lost[0] > 2 * lost[1]
 
 
-def test_train_refuses_a_screen_min_out_of_range(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    code = main(["train", "--preset", "seed-l2", "--screen", "0.5", "--screen-min", "0", "--epochs", "1",
+@pytest.mark.parametrize("scales", [["--screen-min", "0"], ["--screen-max", "3"],
+                                    ["--screen-min", "0.6", "--screen-max", "0.5"]])
+def test_train_refuses_screen_scales_out_of_range(
+    tmp_path: Path, capsys: pytest.CaptureFixture, scales: list[str]
+) -> None:
+    code = main(["train", "--preset", "seed-l2", "--screen", "0.5", *scales, "--epochs", "1",
                  "--out", str(tmp_path / "run")])
     assert code == 2
-    assert "screen-min" in capsys.readouterr().err
+    assert "--screen-min and --screen-max" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
 
 

@@ -38,8 +38,8 @@ from tqdm import tqdm
 from write_reading import update_onnx, update_tfjs
 
 from kcaptcha_solver import general
-from kcaptcha_solver.generator import Generator, Sample
-from kcaptcha_solver.solver import Solver, read_model_info
+from kcaptcha_solver.generator import Generator, Sample, get_preset
+from kcaptcha_solver.solver import ModelInfo, Solver, read_model_info
 from kcaptcha_solver.trainconfig import RESERVED_SEEDS as RESERVED  # the evaluation seeds (DEVELOPERS.md)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,19 +55,21 @@ SHARE = 0.97
 STEP = 1e-4  # scores are reported, and compared with sure_min, rounded to 4 places
 
 
-def drawer(preset: str) -> Callable[[int], Sample]:
-    """Sample ``seed`` of a preset; for a general model (preset ``any``), of the configuration that seed draws
-    from the whole space (general.py: the distribution it was trained on; all 25 atlases in $KCAPTCHA_FONTS)."""
-    if preset == general.NAME:
+def drawer(info: ModelInfo) -> Callable[[int], Sample]:
+    """Sample ``seed`` of a model's preset with every symbol the model reads (a gnuboard5 model that also reads
+    Gnuboard's hex line is calibrated on hex captchas, of which digit-only ones are a part); for a general model
+    (preset ``any``), of the configuration that seed draws from the whole space (general.py: the distribution it
+    was trained on; all 25 atlases in $KCAPTCHA_FONTS)."""
+    if info.general:
         return general.sample
-    gen = Generator(preset)
+    gen = Generator(replace(get_preset(info.preset), allowed_symbols=info.classes))
     return lambda seed: gen.draw(seed, boxes=False)
 
 
 def scores(model: Path, seed: int, count: int, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
     """Score and correctness of each of ``count`` generated images of the model's preset."""
     solver = Solver(model)
-    draw = drawer(solver.info.preset)
+    draw = drawer(solver.info)
     got, right = [], []
     bar = tqdm(total=count, desc=solver.name, unit="img", leave=False)
     for start in range(seed, seed + count, batch):

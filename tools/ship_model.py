@@ -16,11 +16,12 @@ import json
 import platform
 from pathlib import Path
 
-from eval_any import EVAL_SEED, families
+from eval_any import EVAL_SEED, families, score
 
 from kcaptcha_solver import Solver, general
 from kcaptcha_solver.evaluate import evaluate
 from kcaptcha_solver.export import export
+from kcaptcha_solver.generator import Generator
 from kcaptcha_solver.trainconfig import TrainConfig
 
 MODELS = Path(__file__).resolve().parents[1] / "src" / "kcaptcha_solver" / "models"
@@ -84,6 +85,23 @@ def run_rows(args: argparse.Namespace, cfg: TrainConfig, name: str, written: dic
 | ONNX file | `{onnx_path.name}`, {onnx_path.stat().st_size:,} bytes ({weights}) |
 | TF.js graph model | `tfjs/{name}/`, {tfjs_bytes:,} bytes |
 """
+
+
+# A model trained with --config is measured on its configuration too, from here (after eval_any.py's families).
+CONFIG_SEED, CONFIG_COUNT = EVAL_SEED + 10_000_000, 1000
+
+
+def config_rows(cfg: TrainConfig, onnx_path: Path) -> str:
+    """For a run with ``--config`` (Gnuboard's hex line, say): what the file holds and how the model reads
+    generated, PHP-encoded images of that configuration; the real sample holds only the preset's."""
+    if not cfg.config:
+        return ""
+    gen = Generator(cfg.captcha_config())
+    samples = [gen.draw(seed, boxes=False) for seed in range(CONFIG_SEED, CONFIG_SEED + CONFIG_COUNT)]
+    got = score(Solver(onnx_path), [s.encode() for s in samples], [s.label for s in samples])
+    return (f"| its configuration | `FILE.json` holds `{json.dumps(cfg.config)}`, on top of the preset: "
+            f"{got['accuracy']:.2f} % of {CONFIG_COUNT:,} generated, PHP-encoded images of it (seeds from "
+            f"{CONFIG_SEED:,}), {got['sure']:,} sure ({got['sure_wrong']} wrong) |\n")
 
 
 def trained(cfg: TrainConfig) -> str:
@@ -163,7 +181,7 @@ per character {100 * report.char_accuracy:.3f} %)
 
 | | |
 |---|---|
-{run_rows(args, cfg, name, written, weights, "the atlases")}| measured by | `kcaptcha evaluate {args.shared / cfg.preset} --model {name}` |
+{run_rows(args, cfg, name, written, weights, "the atlases")}{config_rows(cfg, written["onnx"])}| measured by | `kcaptcha evaluate {args.shared / cfg.preset} --model {name}` |
 
 Misread images of the shared sample:
 

@@ -174,7 +174,7 @@ def export(
     preset = ckpt.get("preset", "custom")
     tcfg = TrainConfig.from_dict(ckpt.get("train_config") or {"preset": preset})
     config = None if tcfg.general else tcfg.captcha_config()
-    if tcfg.config:  # trained on a custom site configuration, not the preset itself
+    if not tcfg.reads_preset():  # trained on another site's configuration, not the preset
         preset = "custom"
     name = name or (general.MODEL_NAME if tcfg.general else preset)
     meta = metadata(model.spec, name, preset, tcfg.task(), model.decoder)

@@ -91,11 +91,34 @@ SCREEN_MAX = 2.0
 SCREEN_FILTERS = (Image.BILINEAR, Image.BICUBIC, Image.HAMMING, Image.LANCZOS)  # browsers' filters vary
 
 
-def screen_view(image: np.ndarray, rng: np.random.Generator, smallest: float) -> np.ndarray:
-    """``image`` as a screen shows it (a random scale from ``smallest`` to 2x, filter and pixel-grid offset),
+def init_from(model: nn.Module, start: nn.Module, path: str) -> None:
+    """--init: ``start``'s weights into ``model``. Another architecture is fine when its weights fit (e.g.
+    ctc-small -> ctc-fine). A start that reads a subset of the symbols (a preset model, for a site that allows
+    more, such as Gnuboard's hex line) hands each of its symbols' output rows to the same symbol; the new
+    symbols' rows keep their fresh initialisation."""
+    old, new = start.spec, model.spec
+    if replace(old, arch=new.arch, classes=new.classes) != new or not set(old.classes) <= set(new.classes):
+        raise ModelError(f"--init {path} is a model for another task ({old})")
+    weights = start.state_dict()
+    if old.classes != new.classes:
+        rows = [new.classes.index(c) for c in old.classes] + [len(new.classes)]  # "none" stays last
+        fresh = model.state_dict()
+        for key in ("head.weight", "head.bias"):  # [steps or positions x (symbols + 1), ...]
+            widened = fresh[key].clone().unflatten(0, (-1, len(new.classes) + 1))
+            widened[:, rows] = weights[key].unflatten(0, (-1, len(old.classes) + 1))
+            weights[key] = widened.flatten(0, 1)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError:
+        raise ModelError(f"--init {path}: {old.arch} weights do not fit {new.arch}") from None
+
+
+def screen_view(image: np.ndarray, rng: np.random.Generator, smallest: float, largest: float = SCREEN_MAX
+                ) -> np.ndarray:
+    """``image`` as a screen shows it (a random scale from ``smallest`` to ``largest``, filter and pixel-grid offset),
     then brought back to its size the way locate.py does: what the solver reads from a screenshot."""
     h, w = image.shape[:2]
-    f = rng.uniform(smallest, SCREEN_MAX)
+    f = rng.uniform(smallest, largest)
     ox, oy = rng.uniform(0, 0.5 / f, 2)  # where the screen's pixel grid falls on the image
     filt = SCREEN_FILTERS[rng.integers(len(SCREEN_FILTERS))]
     small = Image.fromarray(image).resize((round(w * f), round(h * f)), filt, box=(ox, oy, w, h))
@@ -108,7 +131,7 @@ def screen_views(images: np.ndarray, cfg: TrainConfig, seed: int) -> None:
         return
     rng = np.random.default_rng(seed)
     for i in np.flatnonzero(rng.random(len(images)) < cfg.screen):
-        images[i] = screen_view(images[i], rng, cfg.screen_min)
+        images[i] = screen_view(images[i], rng, cfg.screen_min, cfg.screen_max)
 
 
 def drawer(cfg: TrainConfig, family: str = general.NAME) -> Callable[[int], tuple[np.ndarray, str]]:
@@ -225,8 +248,9 @@ def train(
     cfg.check_seeds()
     if not 0 <= cfg.screen <= 1:
         raise ConfigError(f"screen share must be between 0 and 1, got {cfg.screen}")
-    if not 0.1 <= cfg.screen_min <= SCREEN_MAX:
-        raise ConfigError(f"screen-min must be between 0.1 and {SCREEN_MAX}, got {cfg.screen_min}")
+    if not 0.1 <= cfg.screen_min <= cfg.screen_max <= SCREEN_MAX:
+        raise ConfigError(f"--screen-min and --screen-max must be scales with 0.1 <= min <= max <= {SCREEN_MAX}, "
+                          f"got {cfg.screen_min} and {cfg.screen_max}")
     task = cfg.task()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -239,12 +263,7 @@ def train(
     model = build(spec)
     if cfg.init and not resume:
         start, _ = load_checkpoint(cfg.init)
-        if replace(start.spec, arch=spec.arch) != spec:
-            raise ModelError(f"--init {cfg.init} is a model for another task ({start.spec})")
-        try:  # another architecture is fine when its weights fit, e.g. ctc-small -> ctc-fine
-            model.load_state_dict(start.state_dict())
-        except RuntimeError:
-            raise ModelError(f"--init {cfg.init}: {start.spec.arch} weights do not fit {spec.arch}") from None
+        init_from(model, start, cfg.init)
     model.to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     total = cfg.epochs * cfg.steps_per_epoch

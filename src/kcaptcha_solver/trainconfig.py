@@ -7,7 +7,7 @@ reads those back, old ones included.
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
 from . import general
@@ -56,11 +56,13 @@ class TrainConfig:
     init: str | None = option(None, "start from these weights with a fresh schedule (fine-tune, e.g. a preset "
                               "model for your site's config)", metavar="CHECKPOINT")
     # Screens show the 160x60 captcha at 0.63x (desktop, DPR 1) to 1.9x (DPR 3); locate.py brings it back.
-    screen: float = option(0.0, "share of images seen as a screenshot shows them (scaled SCALE-2x and back), "
-                           "to read screenshots", metavar="SHARE")
+    screen: float = option(0.0, "share of images seen as a screenshot shows them (scaled --screen-min to "
+                           "--screen-max and back), to read screenshots", metavar="SHARE")
     # Gnuboard's CSS draws any captcha 38 px high at DPR 1: 0.63x of 60 px, 0.41x of kcaptcha-default's 92.
     screen_min: float = option(0.55, "smallest scale of --screen's views (38 / image height reaches Gnuboard's "
                                "desktop skin at DPR 1)", metavar="SCALE")
+    # Most views above ~0.6x read like the image itself: a lower top spends more of a run on the hard, small ones.
+    screen_max: float = option(2.0, "largest scale of --screen's views", metavar="SCALE")
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -98,6 +100,16 @@ class TrainConfig:
         if self.general:
             raise ConfigError("preset 'any' draws a new configuration per image: it has no single one")
         return config_from_dict(self.config, get_preset(self.preset))
+
+    def reads_preset(self) -> bool:
+        """Whether a model of this run reads its preset's captchas: trained on the preset itself, or on it with
+        more symbols allowed (Gnuboard's kcaptcha_config.php has a commented-out hex line; a model trained on
+        it reads both). Any other custom configuration makes a model of its own ("custom")."""
+        if not self.config:
+            return True
+        base, mine = get_preset(self.preset), self.captcha_config()
+        widened = replace(mine, name=base.name, allowed_symbols=base.allowed_symbols) == base
+        return widened and set(base.allowed_symbols) <= set(mine.allowed_symbols)
 
     def task(self) -> general.Task:
         """Input size, symbols and lengths the network reads; a bad preset or ``config`` fails here."""
