@@ -392,9 +392,10 @@ class Solver:
         With a general model among "auto"'s, it reads again what a specialist read of a captcha that may be
         another configuration's, and :func:`prefer_general` decides whose answer stands:
 
-        * a bare picture of a specialist's size that the specialist scored below its ``sure_min``: Gnuboard's
-          hex variant is 160x60 like its digits, and a digits model cannot know a letter (a higher score keeps
-          the specialist's answer and speed);
+        * a bare picture of a specialist's size that the specialist scored below its ``sure_min``: another
+          configuration can share a preset's size and style (Gnuboard's 160x60 with letters beyond the hex that
+          gnuboard5 reads), and a specialist cannot know a symbol it never saw (a higher score keeps the
+          specialist's answer and speed);
         * a captcha found filling the picture (``Picture.whole``): another configuration's captcha, with no
           border, fits a specialist's shape at some scale as well as a tight screenshot crop does."""
         out: list[Result] = [None] * len(pictures)  # type: ignore[list-item]  # every index is in one group
