@@ -10,8 +10,8 @@ from conftest import MODELS, SHIPPED, label, model_files
 from PIL import Image, ImageDraw
 
 from kcaptcha_solver.generator import PRESETS
-from kcaptcha_solver.inputs import decode_bytes
-from kcaptcha_solver.locate import locate
+from kcaptcha_solver.inputs import decode_bytes, fit
+from kcaptcha_solver.locate import PHASES, locate
 from kcaptcha_solver.screenshot import squeezes
 from kcaptcha_solver.solver import Solver
 
@@ -67,6 +67,22 @@ def test_a_dark_line_just_under_a_pale_border_is_not_its_edge(shared_dir: Path, 
     rgb, _ = real(shared_dir, preset, 3)
     (found,) = locate(np.asarray(on_page(rgb, scale, (60, 80), border="#e9e9e9", under=2)), SIZES)
     assert found.box == (60, 80, round(rgb.shape[1] * scale), round(rgb.shape[0] * scale))
+
+
+@pytest.mark.parametrize(("scale", "phases"), [(0.41, True), (0.58, True), (0.62, False), (1.5, False)])
+def test_a_small_captcha_is_also_cut_at_other_phases(shared_dir: Path, scale: float, phases: bool) -> None:
+    """Under SMALL of its size (kcaptcha-default on Gnuboard's desktop skin at DPR 1 and 1.25), a captcha is also
+    cut at each of PHASES: the same box, nearest neighbour's grid shifted; larger ones are cut once."""
+    rgb, _ = real(shared_dir, "kcaptcha-default", 3)
+    page = np.asarray(on_page(rgb, scale, (60, 80)))
+    (found,) = locate(page, SIZES)
+    x, y, w, h = found.box
+    assert found.box == (60, 80, round(160 * scale), round(92 * scale))
+    assert len(found.views) == (len(PHASES) if phases else 0)
+    for view, shift in zip(found.views, PHASES, strict=False):
+        assert view.shape == (92, 160, 3)
+        assert (view == fit(page[y:y + h, x:x + w], 160, 92, shift)).all()
+        assert not (view == found.pixels).all()
 
 
 def test_each_captcha_of_a_picture_is_found_top_to_bottom(shared_dir: Path) -> None:

@@ -28,7 +28,7 @@ SPEC = json.loads((ROOT / "tests" / "fixtures" / "locate.json").read_text())
 NODE_JS = """
 import * as fs from 'node:fs';
 import { createHash } from 'node:crypto';
-import { cut, locate } from './src/kcaptcha_solver/web/locate.js';
+import { cut, locate, shifts } from './src/kcaptcha_solver/web/locate.js';
 import { fit } from './src/kcaptcha_solver/web/reading.js';
 const [manifest, sizes] = [JSON.parse(fs.readFileSync(process.argv[1], 'utf8')), JSON.parse(process.argv[2])];
 const out = [];
@@ -39,9 +39,11 @@ for (const { file, width, height } of manifest) {
   const found = locate(rgb, width, height, sizes);
   const again = locate(rgba, width, height, sizes, 4);
   if (JSON.stringify(found) !== JSON.stringify(again)) throw new Error(`${file}: RGBA gives ${JSON.stringify(again)}`);
+  const sha = (pixels) => createHash('sha256').update(Uint8Array.from(pixels)).digest('hex');
   out.push(found.map(({ box, size }) => {
-    const pixels = fit(cut(rgba, width, box, 4), box[2], box[3], size[0], size[1]);
-    return { box, size, sha256: createHash('sha256').update(Uint8Array.from(pixels)).digest('hex') };
+    const crop = cut(rgba, width, box, 4);
+    const [first, ...views] = shifts(box, size).map((shift) => sha(fit(crop, box[2], box[3], size[0], size[1], shift)));
+    return { box, size, sha256: first, views };
   }));
 }
 console.log(JSON.stringify(out));
@@ -117,7 +119,10 @@ def screenshots(shared_dir: Path) -> list[tuple[str, np.ndarray, tuple]]:
 
 
 def boxes_and_hashes(found) -> list[dict]:
-    return [{"box": list(f.box), "size": list(f.size), "sha256": hashlib.sha256(f.pixels.tobytes()).hexdigest()}
+    def sha(pixels: np.ndarray) -> str:
+        return hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest()
+
+    return [{"box": list(f.box), "size": list(f.size), "sha256": sha(f.pixels), "views": [sha(v) for v in f.views]}
             for f in found]
 
 

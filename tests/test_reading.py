@@ -40,7 +40,7 @@ for (const c of spec.prefer) {
 }
 for (const c of spec.fit) {
   const [[W, H], [w, h]] = [c.from, c.to];
-  const rgb = fit(coded(W, H), W, H, w, h);
+  const rgb = fit(coded(W, H), W, H, w, h, c.shift);
   out.fit.push({ columns: Array.from({ length: w }, (_, x) => rgb[3 * x] + 256 * rgb[3 * x + 2]),
                  rows: Array.from({ length: h }, (_, y) => rgb[3 * y * w + 1]) });
 }
@@ -88,9 +88,23 @@ def test_python_routes_as_the_spec_says(case: dict) -> None:
 @pytest.mark.parametrize("case", SPEC["fit"], ids=[c["about"] for c in SPEC["fit"]])
 def test_python_resamples_as_the_spec_says(case: dict) -> None:
     (width, height), (w, h) = case["from"], case["to"]
-    out = fit(coded(width, height), w, h).astype(int)
+    out = fit(coded(width, height), w, h, tuple(case.get("shift", (0.0, 0.0)))).astype(int)
     assert (out[0, :, 0] + 256 * out[0, :, 2]).tolist() == case["columns"]
     assert out[:, 0, 1].tolist() == case["rows"]
+
+
+def test_the_unshifted_grid_is_pillows_nearest() -> None:
+    """inputs.nearest, which cuts the shifted phases, is Pillow's NEAREST (what fit() uses unshifted) at shift 0."""
+    from PIL import Image
+
+    from kcaptcha_solver.inputs import nearest
+
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        (width, w), (height, h) = rng.integers(1, 700, 2), rng.integers(1, 256, 2)  # rows are coded in one byte
+        pillow = np.asarray(Image.fromarray(coded(width, height)).resize((int(w), int(h)), Image.NEAREST)).astype(int)
+        assert (pillow[0, :, 0] + 256 * pillow[0, :, 2]).tolist() == nearest(int(width), int(w)).tolist()
+        assert pillow[:, 0, 1].tolist() == nearest(int(height), int(h)).tolist()
 
 
 def test_the_page_reads_routes_and_resamples_as_the_spec_says() -> None:

@@ -508,6 +508,23 @@ def test_a_captcha_on_a_page_is_read_with_its_box(files: dict[str, list[Path]], 
     assert Solver("auto").solve(page).sure == (scale == 1)
 
 
+def test_a_small_captcha_is_read_at_each_phase_and_the_surest_reading_stands(files: dict[str, list[Path]]) -> None:
+    """kcaptcha-default as Gnuboard's desktop skin shows it at DPR 1 (0.41 of its size): the answer is the
+    reading, of the plain cut and locate's PHASES, with the highest score (the first of equals)."""
+    from kcaptcha_solver.locate import locate
+
+    solver, surer = Solver("kcaptcha-default"), 0
+    for path in files["kcaptcha-default"][:12]:
+        page = np.asarray(on_page(np.asarray(Image.open(path).convert("RGB")), 0.41, (60, 80)))
+        (found,) = locate(page, [(160, 92)])
+        each = solver.solve_many([found.pixels, *found.views])  # each cut alone: bare 160x92 pictures
+        best = max(each, key=lambda r: r.score)
+        got = solver.solve(page)
+        assert (got.text, got.score, got.box, got.resized, got.sure) == (best.text, best.score, found.box, True, False)
+        surer += got.score > each[0].score
+    assert surer  # a phase read surer than the plain cut, so the choice was made
+
+
 def test_solve_all_reads_each_captcha_top_to_bottom_and_solve_the_first(files: dict[str, list[Path]]) -> None:
     a, b = files["gnuboard5"][5], files["kcaptcha-default"][5]
     page = on_page(np.asarray(Image.open(b).convert("RGB")), 1.0, (400, 300), background="#f8f8f8")

@@ -98,16 +98,31 @@ def rgb(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGB"))
 
 
-def fit(pixels: np.ndarray, width: int, height: int) -> np.ndarray:
+def fit(pixels: np.ndarray, width: int, height: int, shift: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """``width x height`` pixels: the picture itself at that size, else resized by nearest neighbour.
 
     Nearest, because the models read crisp pixels: on 100 real gnuboard5 images enlarged
     1.25-2x (nearest, bilinear or Lanczos), it read 93-100 % back, Lanczos 91-100 %, bilinear
     only 43-92 %. The page resamples the same way (no image smoothing).
+
+    ``shift`` (x, y, in source pixels) moves the sampling grid: another phase of the same resampling, which
+    solver.py reads as well for a captcha shown much smaller than its size (locate.PHASES).
     """
-    if pixels.shape[:2] == (height, width):
-        return pixels
-    return np.asarray(Image.fromarray(pixels).resize((width, height), Image.NEAREST))
+    if shift == (0.0, 0.0):
+        same = pixels.shape[:2] == (height, width)
+        return pixels if same else np.asarray(Image.fromarray(pixels).resize((width, height), Image.NEAREST))
+    rows = nearest(pixels.shape[0], height, shift[1])
+    return np.ascontiguousarray(pixels[rows][:, nearest(pixels.shape[1], width, shift[0])])
+
+
+def nearest(size: int, to: int, shift: float = 0.0) -> np.ndarray:
+    """The source index of each of ``to`` pixels resampled from ``size``: the floor of a running sum that starts
+    at half the scale (plus ``shift``) and adds the scale once per pixel, kept inside the source. Unshifted, this
+    is Pillow's NEAREST (tests/test_reading.py); the page's reading.js sums the same float64 values in the same
+    order."""
+    scale = size / to
+    at = np.cumsum(np.concatenate([[scale * 0.5 + shift], np.full(to - 1, scale)]))
+    return np.clip(np.floor(at).astype(np.intp), 0, size - 1)
 
 
 def _check_size(size: tuple[int, int], max_pixels: int) -> None:

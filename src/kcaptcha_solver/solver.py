@@ -110,6 +110,7 @@ class Picture(NamedTuple):
     # it (2 px spare) and at least FILL_HEIGHT of its height (a credits band below may be cut off). It may be
     # another configuration's captcha.
     whole: bool = True
+    views: tuple[np.ndarray, ...] = ()  # the same captcha at other phases of its resampling (locate.PHASES)
 
 
 @dataclass(frozen=True)
@@ -410,19 +411,27 @@ class Solver:
         again = [i for i, r in enumerate(out) if general and r.model != general.name and pictures[i].whole
                  and (r.box is not None or r.score < self.models[r.model].reading.sure_min)]
         if general and again:
-            seconds, probs = self._run(general, [pictures[i] for i in again])
+            seconds, probs = self._run(general, [pictures[i]._replace(views=()) for i in again])
             for i, second, p in zip(again, seconds, probs, strict=True):
                 if prefer_general(out[i].text, second, p, general):
                     out[i] = second
         return out
 
     def _run(self, info: ModelInfo, pictures: list[Picture]) -> tuple[list[Result], np.ndarray]:
-        """One model's reading of pictures, in one onnxruntime call: the Results, and the probabilities."""
-        batch = np.stack([fit(picture.pixels, info.width, info.height) for picture in pictures])
-        probs = self._sessions[info.name].run(["probs"], {"image": batch})[0]
+        """One model's reading of pictures, in one onnxruntime call: the Results, and the probabilities. Of a
+        picture with views (a small captcha: locate.PHASES), the surest reading stands, the first of equals."""
+        seen = [[picture.pixels, *picture.views] for picture in pictures]
+        batch = np.stack([fit(pixels, info.width, info.height) for views in seen for pixels in views])
+        every = self._sessions[info.name].run(["probs"], {"image": batch})[0]
+        chosen, first = [], 0
+        for views in seen:
+            mine = every[first:first + len(views)]
+            first += len(views)
+            answers = [read(p, info) for p in mine]
+            best = max(range(len(mine)), key=lambda k: answers[k].score)
+            chosen.append((answers[best], mine[best]))
         results = []
-        for (pixels, box, _), p in zip(pictures, probs, strict=True):
-            answer = read(p, info)
+        for (pixels, box, *_), (answer, _) in zip(pictures, chosen, strict=True):
             shown = tuple(box[2:]) if box else pixels.shape[1::-1]  # the captcha's size in the input
             resized = shown != (info.width, info.height)
             warning = self._misfit(info, pixels, box)
@@ -435,7 +444,7 @@ class Solver:
             covered = box is None if info.general else not resized
             results.append(replace(answer, resized=resized, box=box, warning=warning,
                                    sure=answer.sure and covered and warning is None))
-        return results, probs
+        return results, np.stack([p for _, p in chosen])
 
     def _decode(self, image: ImageInput) -> Result | list[Picture]:
         """A spoken captcha read to its end, or the captchas of an image: pixels to read and their box."""
@@ -466,8 +475,8 @@ class Solver:
             return [Picture(rgb, None)]
         found = locate(rgb, self._sizes)
         if found:
-            return [Picture(f.pixels, f.box, captcha_sized and f.box[2] >= w - 2 and f.box[3] >= FILL_HEIGHT * h)
-                    for f in found]
+            return [Picture(f.pixels, f.box, captcha_sized and f.box[2] >= w - 2 and f.box[3] >= FILL_HEIGHT * h,
+                            f.views) for f in found]
         if captcha_sized:
             return [Picture(rgb, None)]
         raise NoCaptchaError(f"no captcha found in this {w}x{h} picture")

@@ -233,14 +233,14 @@ async function run(blob, name) {
   const [w, h] = found ? found.size : [picture.width, picture.height];
   const shaped = found ? fit(picture.rgb, picture.width, picture.height, w, h) : picture.rgb;
   const { entry, fits, why } = chooseModel(w, h, shaped);
-  let reading = await readWith(entry, fits, picture, found, [w, h, shaped]);
+  let reading = await readWith(entry, fits, picture, found, [w, h, shaped], found ? found.shifts : [[0, 0]]);
   // As solver.py's _read: in Auto, the general model (loaded now, the first time) reads again what a specialist
   // read of a captcha that fills the picture, when it was found there or scored below the model's sure_min; it reads
   // the pixels the specialist read, and preferGeneral() decides whose answer stands.
   const general = state.catalog.find(isGeneral);
   const again = (!found || found.whole) && (found || reading.verdict.score < entry.sure_min);
   if ($('model-select').value === 'auto' && general && entry !== general && again) {
-    const second = await readWith(general, general, { rgb: shaped, width: w, height: h }, found, [w, h, shaped]);
+    const second = await readWith(general, general, { rgb: shaped, width: w, height: h }, found, [w, h, shaped], [[0, 0]]);
     if (preferGeneral(reading.text, second, second.data, second.steps, general)) reading = second;
   }
   markOnce('first-answer');
@@ -252,21 +252,33 @@ async function run(blob, name) {
 }
 
 /**
- * One model's reading of a picture (fits: what route() picks with that model winning a tie). The verdict
- * follows solver.py: the calibration saw only a model's own images at its own size (a general model's: whole
- * captchas of any size, stretched), so an answer is sure only there; the first reason that applies is the one
- * the page gives.
+ * One model's reading of a picture (fits: what route() picks with that model winning a tie), at each of the grid
+ * shifts (more than one for a small found captcha: locate.js's PHASES), in one run; as solver.py's _run, the
+ * surest reading stands, the first of equals. The verdict follows solver.py: the calibration saw only a model's
+ * own images at its own size (a general model's: whole captchas of any size, stretched), so an answer is sure
+ * only there; the first reason that applies is the one the page gives.
  */
-async function readWith(entry, fits, picture, found, [w, h, shaped]) {
+async function readWith(entry, fits, picture, found, [w, h, shaped], shifts) {
   const { model, meta } = await getModel(entry.name);
   const resized = picture.width !== meta.width || picture.height !== meta.height;
-  const rgb =
-    meta.width === w && meta.height === h ? shaped : fit(picture.rgb, picture.width, picture.height, meta.width, meta.height);
+  const toModel = (rgb) => (meta.width === w && meta.height === h ? rgb : fit(rgb, w, h, meta.width, meta.height));
+  const views = shifts.map((shift, k) =>
+    toModel(k === 0 ? shaped : fit(picture.rgb, picture.width, picture.height, w, h, shift)),
+  );
+  const batch = new Int32Array(views.length * meta.width * meta.height * 3);
+  views.forEach((rgb, k) => batch.set(rgb, k * rgb.length));
   markOnce('inference-start');
   const t0 = performance.now();
-  const { data, shape } = await predict(model, rgb, 1, meta.height, meta.width);
+  const { data: every, shape } = await predict(model, batch, views.length, meta.height, meta.width);
   const modelMs = performance.now() - t0;
-  const { text, chars, score, sure } = read(data, shape[1], entry);
+  const size = every.length / views.length;
+  let best = null;
+  for (let k = 0; k < views.length; k++) {
+    const data = every.subarray(k * size, (k + 1) * size);
+    const answer = read(data, shape[1], entry);
+    if (best === null || answer.score > best.answer.score) best = { answer, data };
+  }
+  const { data, answer: { text, chars, score, sure } } = best;
   const covered = isGeneral(entry) ? !found : !resized;
   const doubt =
     (fits !== entry && ['unsure_other', { model: fits.name }]) ||
@@ -297,7 +309,8 @@ function locator() {
 
 /**
  * The first captcha (top to bottom) that locate.js finds in a picture with the catalogue's sizes: its
- * pixels at their own size (picture), and found: {box, the size it fits, ms locating}. The
+ * pixels at their own size (picture), and found: {box, the size it fits, ms locating, whether it fills the
+ * picture, the grid shifts to read it at}. The
  * preview shows it in the picture; a picture with none is an error, never an invented answer.
  */
 async function search(bitmap) {
@@ -306,7 +319,7 @@ async function search(bitmap) {
   const ctx = canvas.getContext('2d', { willReadFrequently: true });
   ctx.drawImage(bitmap, 0, 0);
   const image = ctx.getImageData(0, 0, width, height);
-  const { locate, cut } = await locator();
+  const { locate, cut, shifts } = await locator();
   const t0 = performance.now();
   const all = locate(image.data, width, height, specialists().map((m) => [m.width, m.height]), 4);
   const ms = performance.now() - t0;
@@ -320,7 +333,7 @@ async function search(bitmap) {
   const picture = { rgb: cut(image.data, width, box, 4), width: box[2], height: box[3] };
   const captchaSized = width <= CAPTCHA_MAX[0] && height <= CAPTCHA_MAX[1];
   const whole = captchaSized && box[2] >= width - 2 && box[3] >= FILL_HEIGHT * height;
-  return { picture, found: { box, size, ms, whole } };
+  return { picture, found: { box, size, ms, whole, shifts: shifts(box, size) } };
 }
 
 /** The crop that is read, with some of the picture round it and its box drawn, and where it was found. */

@@ -21,6 +21,11 @@ export const INK_MIN = 0.01;
 export const INK_MAX = 0.6;
 export const BACKGROUND_MIN = 0.35;
 export const BACKGROUND_TOL = 16;
+export const SMALL = 0.6;
+export const PHASES = [
+  [0.4, 0.4],
+  [-0.4, -0.4],
+];
 
 /**
  * Every captcha in `pixels` (width x height, `channels` bytes a pixel: 3 for RGB, 4 for RGBA) that has the
@@ -32,6 +37,14 @@ export function locate(pixels, width, height, sizes, channels = pixels.length / 
   const bare = known.find(([w, h]) => w === width && h === height);
   if (bare) return [{ box: [0, 0, width, height], size: bare }];
   return boxes(scan(pixels, width, height, channels), known).map(([box, size]) => ({ box, size }));
+}
+
+/**
+ * The shifts of the resampling grid at which a found captcha is read: its own, and for one shown under SMALL of
+ * its size also PHASES; the page keeps the surest reading, as solver.py does with locate.py's views.
+ */
+export function shifts([, , w, h], [width, height]) {
+  return w < SMALL * width && h < SMALL * height ? [[0, 0], ...PHASES] : [[0, 0]];
 }
 
 /** RGB integers (as reading.js's fit() takes them) of `box` in `pixels` (`width` wide, `channels` a pixel). */

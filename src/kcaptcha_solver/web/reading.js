@@ -163,11 +163,13 @@ export function inkWidth(rgb, width, height) {
  * rgb (width x height x 3) resized to toWidth x toHeight by nearest neighbour, pixel for pixel as
  * inputs.py's fit() (Pillow's NEAREST): source column (row) i is the floor of a running sum that starts
  * at half the scale and adds the scale once per pixel. Done here rather than by drawImage, whose
- * choice between two source pixels at an exact boundary is the browser's own.
+ * choice between two source pixels at an exact boundary is the browser's own. shift ([x, y], source
+ * pixels) starts the sums that much later: another phase of the grid (locate.js's PHASES), kept inside
+ * the source, as inputs.py's nearest().
  */
-export function fit(rgb, width, height, toWidth, toHeight) {
-  const cols = nearest(width, toWidth);
-  const rows = nearest(height, toHeight);
+export function fit(rgb, width, height, toWidth, toHeight, [dx, dy] = [0, 0]) {
+  const cols = nearest(width, toWidth, dx);
+  const rows = nearest(height, toHeight, dy);
   const out = new Int32Array(toWidth * toHeight * 3);
   for (let y = 0, o = 0; y < toHeight; y++) {
     for (let x = 0; x < toWidth; x++, o += 3) {
@@ -180,9 +182,9 @@ export function fit(rgb, width, height, toWidth, toHeight) {
   return out;
 }
 
-function nearest(from, to) {
+function nearest(from, to, shift) {
   const scale = from / to;
   const index = new Int32Array(to);
-  for (let i = 0, at = scale * 0.5; i < to; i++, at += scale) index[i] = Math.floor(at);
+  for (let i = 0, at = scale * 0.5 + shift; i < to; i++, at += scale) index[i] = Math.min(Math.max(Math.floor(at), 0), from - 1);
   return index;
 }
