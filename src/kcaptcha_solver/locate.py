@@ -66,8 +66,9 @@ RESAMPLE = Image.NEAREST
 # A captcha shown under SMALL of its size (kcaptcha-default's 160x92 is 66x38 on Gnuboard's desktop skin at DPR 1,
 # 0.41; gnuboard5's 160x60 never less than 0.63) has lost detail that no resampling restores, and where nearest
 # neighbour's grid falls decides which of it the reader sees. So it is also cut at PHASES, shifts of that grid in
-# the screen's pixels, and the solver keeps the surest of the readings: on 150 real kcaptcha-default images (not
-# the benchmark's), 86.7 -> 92.0 % at DPR 1 and 90.7 -> 94.7 % at DPR 1.25 (+-0.2 .. 0.5 tried, 0.4 best).
+# the screen's pixels; the solver reads them when the first reading scores below the model's sure_min and keeps
+# the surest. On 200 real kcaptcha-default images (not the benchmark's; whole forms): 81.5 -> 87.0 % at DPR 1 and
+# 93.0 -> 96.5 % at DPR 1.25; reading every phase gave the same, +-0.2 .. 0.5 were tried, 0.4 was best.
 SMALL = 0.6
 PHASES = ((0.4, 0.4), (-0.4, -0.4))
 

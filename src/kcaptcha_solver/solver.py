@@ -418,20 +418,20 @@ class Solver:
         return out
 
     def _run(self, info: ModelInfo, pictures: list[Picture]) -> tuple[list[Result], np.ndarray]:
-        """One model's reading of pictures, in one onnxruntime call: the Results, and the probabilities. Of a
-        picture with views (a small captcha: locate.PHASES), the surest reading stands, the first of equals."""
-        seen = [[picture.pixels, *picture.views] for picture in pictures]
-        batch = np.stack([fit(pixels, info.width, info.height) for views in seen for pixels in views])
-        every = self._sessions[info.name].run(["probs"], {"image": batch})[0]
-        chosen, first = [], 0
-        for views in seen:
-            mine = every[first:first + len(views)]
-            first += len(views)
-            answers = [read(p, info) for p in mine]
-            best = max(range(len(mine)), key=lambda k: answers[k].score)
-            chosen.append((answers[best], mine[best]))
+        """One model's reading of pictures, in one onnxruntime call: the Results, and the probabilities. A picture
+        with views (a small captcha: locate.PHASES) whose reading scores below the model's ``sure_min`` is read at
+        them too, in one more call for all such, and the surest reading stands (the first of equals)."""
+        probs = self._probs(info, [picture.pixels for picture in pictures])
+        answers = [read(p, info) for p in probs]
+        again = [(i, view) for i, picture in enumerate(pictures) if answers[i].score < info.reading.sure_min
+                 for view in picture.views]
+        if again:
+            for (i, _), p in zip(again, self._probs(info, [view for _, view in again]), strict=True):
+                answer = read(p, info)
+                if answer.score > answers[i].score:
+                    answers[i], probs[i] = answer, p
         results = []
-        for (pixels, box, *_), (answer, _) in zip(pictures, chosen, strict=True):
+        for (pixels, box, *_), answer in zip(pictures, answers, strict=True):
             shown = tuple(box[2:]) if box else pixels.shape[1::-1]  # the captcha's size in the input
             resized = shown != (info.width, info.height)
             warning = self._misfit(info, pixels, box)
@@ -444,7 +444,12 @@ class Solver:
             covered = box is None if info.general else not resized
             results.append(replace(answer, resized=resized, box=box, warning=warning,
                                    sure=answer.sure and covered and warning is None))
-        return results, np.stack([p for _, p in chosen])
+        return results, probs
+
+    def _probs(self, info: ModelInfo, pixels: list[np.ndarray]) -> np.ndarray:
+        """The model's output for pictures brought to its size, in one onnxruntime call."""
+        batch = np.stack([fit(p, info.width, info.height) for p in pixels])
+        return self._sessions[info.name].run(["probs"], {"image": batch})[0]
 
     def _decode(self, image: ImageInput) -> Result | list[Picture]:
         """A spoken captcha read to its end, or the captchas of an image: pixels to read and their box."""

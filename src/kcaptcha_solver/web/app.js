@@ -252,40 +252,43 @@ async function run(blob, name) {
 }
 
 /**
- * One model's reading of a picture (fits: what route() picks with that model winning a tie), at each of the grid
- * shifts (more than one for a small found captcha: locate.js's PHASES), in one run; as solver.py's _run, the
- * surest reading stands, the first of equals. The verdict follows solver.py: the calibration saw only a model's
- * own images at its own size (a general model's: whole captchas of any size, stretched), so an answer is sure
- * only there; the first reason that applies is the one the page gives.
+ * One model's reading of a picture (fits: what route() picks with that model winning a tie). As solver.py's _run,
+ * a small found captcha (more than one grid shift: locate.js's PHASES) whose reading scores below the model's
+ * sure_min is read at the other shifts too, in one more run, and the surest reading stands, the first of equals.
+ * The verdict follows solver.py: the calibration saw only a model's own images at its own size (a general
+ * model's: whole captchas of any size, stretched), so an answer is sure only there; the first reason that
+ * applies is the one the page gives.
  */
 async function readWith(entry, fits, picture, found, [w, h, shaped], shifts) {
   const { model, meta } = await getModel(entry.name);
   const resized = picture.width !== meta.width || picture.height !== meta.height;
   const toModel = (rgb) => (meta.width === w && meta.height === h ? rgb : fit(rgb, w, h, meta.width, meta.height));
-  const views = shifts.map((shift, k) =>
-    toModel(k === 0 ? shaped : fit(picture.rgb, picture.width, picture.height, w, h, shift)),
-  );
-  const batch = new Int32Array(views.length * meta.width * meta.height * 3);
-  views.forEach((rgb, k) => batch.set(rgb, k * rgb.length));
+  const readings = async (views) => {
+    const batch = new Int32Array(views.length * meta.width * meta.height * 3);
+    views.forEach((rgb, k) => batch.set(rgb, k * rgb.length));
+    const { data, shape } = await predict(model, batch, views.length, meta.height, meta.width);
+    const size = data.length / views.length;
+    return views.map((_, k) => {
+      const probs = data.subarray(k * size, (k + 1) * size);
+      return { probs, steps: shape[1], answer: read(probs, shape[1], entry) };
+    });
+  };
   markOnce('inference-start');
   const t0 = performance.now();
-  const { data: every, shape } = await predict(model, batch, views.length, meta.height, meta.width);
-  const modelMs = performance.now() - t0;
-  const size = every.length / views.length;
-  let best = null;
-  for (let k = 0; k < views.length; k++) {
-    const data = every.subarray(k * size, (k + 1) * size);
-    const answer = read(data, shape[1], entry);
-    if (best === null || answer.score > best.answer.score) best = { answer, data };
+  let [best] = await readings([toModel(shaped)]);
+  if (shifts.length > 1 && best.answer.score < entry.sure_min) {
+    const views = shifts.slice(1).map((shift) => toModel(fit(picture.rgb, picture.width, picture.height, w, h, shift)));
+    for (const other of await readings(views)) if (other.answer.score > best.answer.score) best = other;
   }
-  const { data, answer: { text, chars, score, sure } } = best;
+  const modelMs = performance.now() - t0;
+  const { probs: data, steps, answer: { text, chars, score, sure } } = best;
   const covered = isGeneral(entry) ? !found : !resized;
   const doubt =
     (fits !== entry && ['unsure_other', { model: fits.name }]) ||
     (!covered && ['unsure_resized']) ||
     (!sure && ['unsure_low', { min: exact(entry.sure_min) }]);
   const verdict = { score, sure: !doubt, doubt };
-  return { entry, text, score, chars, meta, resized, modelMs, data, steps: shape[1], verdict };
+  return { entry, text, score, chars, meta, resized, modelMs, data, steps, verdict };
 }
 
 /** The catalogue's models of a captcha's own size: the shapes locate.js searches for (a general model's input is none). */

@@ -40,8 +40,8 @@ export function locate(pixels, width, height, sizes, channels = pixels.length / 
 }
 
 /**
- * The shifts of the resampling grid at which a found captcha is read: its own, and for one shown under SMALL of
- * its size also PHASES; the page keeps the surest reading, as solver.py does with locate.py's views.
+ * The shifts of the resampling grid at which a found captcha may be read: its own, and for one shown under SMALL
+ * of its size also PHASES (read when the first reading is unsure), as solver.py does with locate.py's views.
  */
 export function shifts([, , w, h], [width, height]) {
   return w < SMALL * width && h < SMALL * height ? [[0, 0], ...PHASES] : [[0, 0]];
