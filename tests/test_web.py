@@ -121,6 +121,12 @@ def page(browser, server):
 
 
 @pytest.fixture(scope="session")
+def auto() -> Solver:
+    """Python's "auto", loaded once: what the page's Auto must agree with."""
+    return Solver("auto")
+
+
+@pytest.fixture(scope="session")
 def reference():
     """The Python solver on the same model files: name -> Solver."""
     return {name: Solver(MODELS_DIR / f"{name}.onnx") for name in MODELS}
@@ -182,12 +188,11 @@ def dispatch(page, kind: str, path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", MODELS)
-def test_every_sample_image_matches_the_python_solver(page, shared_dir, preset) -> None:
+def test_every_sample_image_matches_the_python_solver(auto, page, shared_dir, preset) -> None:
     """All 500 images of a folder through the file input at once, in Auto: model, text, score and sure as in
     Python's "auto" (the score within as_python()'s bounds); each image routed to its preset's model, which
     answers all but the few it doubted and the general model read again."""
     files = model_files(shared_dir, preset)
-    auto = Solver("auto")
     expected = {p.name: auto.solve(p) for p in files}
     assert sum(r.model == preset for r in expected.values()) >= 495
     page.set_input_files("#file-input", [str(p) for p in files])
@@ -228,12 +233,11 @@ def test_examples_solve_on_click(page, reference) -> None:
 
 
 @pytest.mark.parametrize("size", [(320, 120), (200, 75), (140, 80)])
-def test_other_sizes_are_resampled_as_python_does(page, shared_dir, reference, tmp_path, size) -> None:
+def test_other_sizes_are_resampled_as_python_does(auto, page, shared_dir, reference, tmp_path, size) -> None:
     """Nearest-neighbour resampling on both sides (the page draws with no smoothing): the page's model
     and answer for a resized captcha are Python's "auto" ones, and the page says it scaled."""
     from PIL import Image
 
-    auto = Solver("auto")
     for preset in MODELS:
         path = tmp_path / f"{preset}.png"
         Image.open(model_files(shared_dir, preset)[2]).convert("RGB").resize(size, Image.BILINEAR).save(path)
@@ -249,7 +253,7 @@ def test_other_sizes_are_resampled_as_python_does(page, shared_dir, reference, t
 GENERAL_JS = f"performance.getEntriesByType('resource').some((e) => e.name.includes('models/{GENERAL}/'))"
 
 
-def test_the_general_model_loads_only_for_a_captcha_that_needs_it(page, all_fonts, tmp_path) -> None:
+def test_the_general_model_loads_only_for_a_captcha_that_needs_it(auto, page, all_fonts, tmp_path) -> None:
     """Issue 13 in the page: the first visit does not fetch the general model; a captcha of a configuration no
     preset model reads (Gnuboard before 5.1: 120x60, the older fonts) fetches it, and the page answers as
     Python's "auto" does: the general model, the same text, score and sure."""
@@ -263,14 +267,13 @@ def test_the_general_model_loads_only_for_a_captcha_that_needs_it(page, all_font
     drawn = general.sample(5_000_000, str(all_fonts), "gnuboard5-pre-5.1")
     path = tmp_path / "pre-5.1.jpg"
     path.write_bytes(drawn.encode())
-    want = Solver("auto").solve(path)
+    want = auto.solve(path)
     text = solve_one(page, lambda: page.set_input_files("#file-input", str(path)))
     assert page.evaluate(GENERAL_JS)
     assert want.model == GENERAL and page.text_content("#model-used").startswith(GENERAL)
     assert text == want.text and answer(page) == as_python(want)
     # Gnuboard's style with all 36 symbols is 160x60: the gnuboard5 model (digits and hex) reads it first, and the
     # general model again when that score is low. The first such captcha among these seeds, as Python's "auto" answers.
-    auto = Solver("auto")
     alnum = Generator(replace(PRESETS["gnuboard5"], allowed_symbols=ALPHABET), fonts_dir=str(all_fonts))
     drawn = (alnum.draw(seed, boxes=False).encode() for seed in range(5_000_000, 5_000_100))
     data, want = next((d, r) for d in drawn if (r := auto.solve(d)).model == GENERAL)
@@ -311,7 +314,7 @@ def test_a_corrupt_image_is_an_error(page, shared_dir) -> None:
     assert page.evaluate("document.body.dataset.state") == "error"
 
 
-def test_model_selector_switches_models(page, shared_dir, reference) -> None:
+def test_model_selector_switches_models(auto, page, shared_dir, reference) -> None:
     """A chosen model reads any image, but on another model's image (seed-l2 reads this one at 0.97,
     above its sure_min) its answer is never sure, as in Python."""
     path = sample_files(shared_dir / "gnuboard5")[3]
@@ -319,7 +322,7 @@ def test_model_selector_switches_models(page, shared_dir, reference) -> None:
         page.select_option("#model-select", choice)
         text = solve_one(page, lambda: page.set_input_files("#file-input", str(path)))
         used = page.text_content("#model-used")
-        want = (Solver("auto") if choice == "auto" else reference[choice]).solve(path)
+        want = (auto if choice == "auto" else reference[choice]).solve(path)
         assert answer(page) == as_python(want), choice
         if choice == "auto":
             assert used.startswith("gnuboard5 (auto") and text == reference["gnuboard5"].solve(path).text
@@ -537,14 +540,14 @@ def test_the_page_follows_the_browser_language(browser, server, shared_dir, loca
         assert page.text_content("#language") == WORDS[other]["language_name"]
         path = sample_files(shared_dir / "gnuboard5")[0]
         text = solve_one(page, lambda: page.set_input_files("#file-input", str(path)))
-        auto = {code: WORDS[code]["auto_size_used"].split(":")[0] for code in WORDS}  # "auto", "자동"
+        auto_word = {code: WORDS[code]["auto_size_used"].split(":")[0] for code in WORDS}  # "auto", "자동"
         assert page.text_content("#status").startswith(f"“{text}”: {WORDS[lang]['done'].split(' ')[1]}")
-        assert page.text_content("#model-used").startswith(f"gnuboard5 ({auto[lang]}: 160×60")
+        assert page.text_content("#model-used").startswith(f"gnuboard5 ({auto_word[lang]}: 160×60")
         page.click("#language")  # what is on the page now says the same in the other language
         assert page.evaluate("document.documentElement.lang") == other
         assert page.text_content("label[for=file-input]") == WORDS[other]["choose"]
         assert page.text_content("#status").startswith(f"“{text}”: {WORDS[other]['done'].split(' ')[1]}")
-        assert page.text_content("#model-used").startswith(f"gnuboard5 ({auto[other]}: 160×60")
+        assert page.text_content("#model-used").startswith(f"gnuboard5 ({auto_word[other]}: 160×60")
         storage = context.storage_state()
     finally:
         context.close()
@@ -562,10 +565,9 @@ MISREADS = ["7aea9_000289.jpg", "92sxk9_000165.jpg"]
 
 
 @pytest.mark.parametrize(("locale", "lang"), [("en-US", "en"), ("ko-KR", "ko")])
-def test_an_unsure_answer_looks_unsure(browser, server, shared_dir, locale, lang) -> None:
+def test_an_unsure_answer_looks_unsure(auto, browser, server, shared_dir, locale, lang) -> None:
     """Issue 13 point 4: score and sure as Python's on real images, in the answer's own line (words, not
     colour alone), in the history and in the answer event; the line follows a language switch."""
-    auto = Solver("auto")
     sure = sample_files(shared_dir / "gnuboard5")[3]
     paths = [sure, *(shared_dir / "kcaptcha-default" / name for name in MISREADS)]
     context, page = open_page(browser, server, locale)
@@ -739,7 +741,7 @@ def form_screenshots(shared_dir, tmp_path_factory) -> list[tuple[Path, str]]:
 
 @pytest.mark.parametrize(("locale", "lang"), [("en-US", "en"), ("ko-KR", "ko")])
 def test_a_pasted_screenshot_of_the_form_is_answered_with_its_crop(
-    browser, server, form_screenshots, locale, lang
+    auto, browser, server, form_screenshots, locale, lang
 ) -> None:
     """The captcha is found where Python's locate finds it, read as Python reads the screenshot (the right
     answer; a small one at each phase too), and shown: the crop with its box, where it was found in the page's
@@ -747,7 +749,6 @@ def test_a_pasted_screenshot_of_the_form_is_answered_with_its_crop(
     from kcaptcha_solver.inputs import decode_bytes
     from kcaptcha_solver.locate import locate
 
-    auto = Solver("auto")
     sizes = [(m.width, m.height) for m in auto.models.values()]
     context, page = open_page(browser, server, locale)
     try:

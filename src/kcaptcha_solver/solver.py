@@ -43,7 +43,9 @@ How a request flows
 * **read**: the model runs once per model and batch on pictures resampled to its input size
   (:func:`kcaptcha_solver.inputs.fit`, nearest neighbour), and :func:`read` turns its
   probabilities into a :class:`Result`, with the thresholds the model file carries
-  (:class:`kcaptcha_solver.modelfile.Reading`).
+  (:class:`kcaptcha_solver.modelfile.Reading`). A captcha found shrunk below ``locate.SMALL`` of its
+  size and read below the model's ``sure_min`` is read once more at other phases of the resampling grid
+  (``locate.PHASES``), and the surest reading stands.
 
 Audio: Gnuboard's mp3 captcha is another kind of input, not another image. Encoded input that
 starts like an mp3 (:func:`kcaptcha_solver.audio.looks_like_mp3`) goes to
