@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import functools
+import itertools
 import json
 import os
 import re
@@ -559,9 +560,10 @@ def test_the_page_follows_the_browser_language(browser, server, shared_dir, loca
         context.close()
 
 
-# kcaptcha-default's misreads of the real sample: each a doubled or similar character lost, every character
-# at 1.00, and unsure in Python by the string's score (README, "Sure and unsure answers").
-MISREADS = ["7aea9_000289.jpg", "92sxk9_000165.jpg"]
+def unsure_in_python(auto: Solver, folder: Path, count: int = 2) -> list[Path]:
+    """The first ``count`` real images of a folder that Python's "auto" answers unsure (kcaptcha-default: 14 of
+    500 with the shipped model, none wrong; the misreads the page was first checked on are read right now)."""
+    return list(itertools.islice((p for p in sample_files(folder) if not auto.solve(p).sure), count))
 
 
 @pytest.mark.parametrize(("locale", "lang"), [("en-US", "en"), ("ko-KR", "ko")])
@@ -569,7 +571,9 @@ def test_an_unsure_answer_looks_unsure(auto, browser, server, shared_dir, locale
     """Issue 13 point 4: score and sure as Python's on real images, in the answer's own line (words, not
     colour alone), in the history and in the answer event; the line follows a language switch."""
     sure = sample_files(shared_dir / "gnuboard5")[3]
-    paths = [sure, *(shared_dir / "kcaptcha-default" / name for name in MISREADS)]
+    unsure = unsure_in_python(auto, shared_dir / "kcaptcha-default")
+    assert len(unsure) == 2
+    paths = [sure, *unsure]
     context, page = open_page(browser, server, locale)
     try:
         colours = {}
@@ -577,7 +581,7 @@ def test_an_unsure_answer_looks_unsure(auto, browser, server, shared_dir, locale
             want = auto.solve(path)
             solve_one(page, lambda path=path: page.set_input_files("#file-input", str(path)))
             assert answer(page) == as_python(want), path.name
-            assert want.sure == (path == sure)  # the misreads are unsure in Python
+            assert want.sure == (path == sure)
             if path != sure:  # kcaptcha-default's TF.js weights are float32: to 4 places, give or take the last
                 assert answer(page)["score"] == pytest.approx(want.score, abs=1.0001e-4)
             words = WORDS[lang]
@@ -592,7 +596,7 @@ def test_an_unsure_answer_looks_unsure(auto, browser, server, shared_dir, locale
         assert [(row["text"], row["sure"]) for row in rows] == [(auto.solve(p).text, str(p == sure).lower())
                                                                  for p in reversed(paths)]
         marks = page.eval_on_selector_all("#history li", "els => els.map((e) => e.querySelector('mark')?.textContent)")
-        assert marks == [WORDS[lang]["unsure_mark"]] * len(MISREADS) + [None]
+        assert marks == [WORDS[lang]["unsure_mark"]] * len(unsure) + [None]
         other = "en" if lang == "ko" else "ko"
         page.click("#language")
         assert page.text_content("#verdict").startswith(WORDS[other]["answer_unsure"].split(":")[0] + ":")
