@@ -50,6 +50,18 @@ def test_samples_cover_the_space():
     assert len({c.image_size for c in configs}) > 100
 
 
+def test_a_configuration_whose_text_never_fits_is_skipped_for_the_seeds_next_one():
+    seed = 31_886_566  # 7 of "0dhmy" in 149 px without spaces: PHP's 2.x would redraw forever
+    never = random_config(random.Random(seed))
+    assert never.allowed_symbols == "0dhmy" and never.width == 149
+    with pytest.raises(ConfigError, match="never fits"):
+        Generator(never).draw(seed, boxes=False)
+    rng = random.Random(seed)
+    random_config(rng)
+    drawn, label = general.sample(seed), general.draw(seed)[1]
+    assert drawn.label == label and set(label) <= set(random_config(rng).allowed_symbols)
+
+
 @pytest.mark.parametrize("family", sorted(general.FAMILIES))
 def test_each_family_draws_what_its_name_says(family):
     drawn = general.sample(SEED, family=family)

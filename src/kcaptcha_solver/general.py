@@ -26,6 +26,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from .errors import ConfigError
 from .fonts import FONTS_1_2
 from .generator import ALPHABET, PRESETS, SYMBOL_SETS, CaptchaConfig, Generator, Sample, random_config
 from .inputs import fit
@@ -79,8 +80,20 @@ def _generator(config: CaptchaConfig, fonts_dir: str | None) -> Generator:
 
 
 def sample(seed: int, fonts_dir: str | None = None, family: str = NAME) -> Sample:
-    """Sample ``seed`` of ``family`` as PHP draws it (its own size; ``encode()`` gives the file)."""
-    return _generator(FAMILIES[family](random.Random(seed)), fonts_dir).draw(seed, boxes=False)
+    """Sample ``seed`` of ``family`` as PHP draws it (its own size; ``encode()`` gives the file).
+
+    random_config's width rule bounds a redrawn keystring by a mean glyph width, so a subset of wide
+    letters can make a configuration whose text never fits (seed 31,886,566: ``0dhmy``, 7 symbols,
+    149 px, no spaces). PHP would redraw until the request timed out: no site runs such a configuration,
+    so the seed's next configuration is taken instead (same rng), and every seed stays reproducible.
+    """
+    rng = random.Random(seed)
+    while True:
+        try:
+            return _generator(FAMILIES[family](rng), fonts_dir).draw(seed, boxes=False)
+        except ConfigError:
+            if family != NAME:  # a fixed family that never fits is a bug, not a rare draw
+                raise
 
 
 def draw(seed: int, fonts_dir: str | None = None, family: str = NAME) -> tuple[np.ndarray, str]:

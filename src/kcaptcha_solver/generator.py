@@ -208,8 +208,9 @@ _MEAN_GLYPH = {"2.x": 24, "1.2": 17}
 def random_config(rng: random.Random) -> CaptchaConfig:
     """One configuration drawn from the space of KCAPTCHA deployments seen in public code.
 
-    The distribution a general reader trains on (issue 13); every draw is valid and
-    its text fits (see the width rule). Shares, each drawn independently unless said:
+    The distribution a general reader trains on (issue 13); every draw is valid and its text
+    almost always fits (see the width rule; general.sample skips the rare draw that never does).
+    Shares, each drawn independently unless said:
 
     ========== ===========================================================================
     engine     ``2.x`` 50 %, gnuboard's ``1.2`` 30 %, ``1.2-original`` 20 %
