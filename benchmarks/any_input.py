@@ -14,7 +14,7 @@ image on one onnxruntime thread (median of 300 runs after 30 warm-up runs; wall 
 which other jobs on a shared machine disturb less): the issue's
 budget is 3 ms and 1 MiB. ``--throughput`` times the trainer's own data path (train.CaptchaStream:
 draw, encode, decode, stretch, targets) for preset any and for kcaptcha-default, in images per CPU
-second of one process, to size a GPU run from kcaptcha-default's (tools/train_any.sh).
+second of one process, to size a GPU run from kcaptcha-default's (tools/train_gpu.sh).
 Writes benchmarks/results/any_input.json. Needs all 25 atlases in one folder (KCAPTCHA_FONTS).
 """
 

@@ -395,7 +395,8 @@ class Solver:
         With a general model among "auto"'s, it reads again what a specialist read of a captcha that may be
         another configuration's, and :func:`prefer_general` decides whose answer stands:
 
-        * a bare picture of a specialist's size that the specialist scored below its ``sure_min``: another
+        * a bare picture of a specialist's size whose reading is not :func:`confident` (below the specialist's
+          ``sure_min``, or a length it does not read): another
           configuration can share a preset's size and style (Gnuboard's 160x60 with letters beyond the hex that
           gnuboard5 reads), and a specialist cannot know a symbol it never saw (a higher score keeps the
           specialist's answer and speed);
@@ -411,7 +412,7 @@ class Solver:
                 out[i] = result
         general = self._general
         again = [i for i, r in enumerate(out) if general and r.model != general.name and pictures[i].whole
-                 and (r.box is not None or r.score < self.models[r.model].reading.sure_min)]
+                 and (r.box is not None or not confident(r.score, r.text, self.models[r.model]))]
         if general and again:
             seconds, probs = self._run(general, [pictures[i]._replace(views=()) for i in again])
             for i, second, p in zip(again, seconds, probs, strict=True):
@@ -633,7 +634,9 @@ def read(probs: np.ndarray, info: ModelInfo) -> Result:
     ``info.reading.low_confidence``; then the other classes at least ``alternative_min`` likely
     (at most ``alternatives_max``, most likely first, ties by class order) are its alternatives.
     The answer is sure when its :func:`string_score`, rounded to 4 places as reported, is at least
-    ``info.reading.sure_min``.
+    ``info.reading.sure_min`` and its length is one the model reads (``length_min``..``length_max``): a CTC
+    model can drop a character with full confidence (``c5`` read ``5`` at 0.9982 by the general model,
+    ``a2`` read ``2`` by kcaptcha-default, which reads 5-7), and no site draws a string of another length.
     """
     rules = info.reading
     none = len(info.classes)
@@ -651,4 +654,9 @@ def read(probs: np.ndarray, info: ModelInfo) -> Result:
         alts.append(tuple((info.classes[k] if k < none else "", round(float(probs[s, k]), 4))
                           for k in order[: rules.alternatives_max]))
     score = round(string_score(probs, [int(best[s]) for s in steps], info.decoder, none), 4)
-    return Result(text, conf, tuple(alts), info.name, 0.0, False, score=score, sure=score >= rules.sure_min)
+    return Result(text, conf, tuple(alts), info.name, 0.0, False, score=score, sure=confident(score, text, info))
+
+
+def confident(score: float, text: str, info: ModelInfo) -> bool:
+    """What a sure answer needs from the reading alone: the calibrated score and a length the model reads."""
+    return score >= info.reading.sure_min and info.length_min <= len(text) <= info.length_max

@@ -7,7 +7,7 @@
 // A picture that is no model's size (a screenshot, a loose crop) goes to locate.js, the page's copy of
 // locate.py, which finds the captcha in it: loaded after the first answer too, or at once for such a picture.
 // The words come from strings.json, which site.py embeds in the page.
-import { fit, isGeneral, preferGeneral, read, route } from './reading.js';
+import { confident, fit, isGeneral, preferGeneral, read, route } from './reading.js';
 import { fetchModel, initBackend, loadModel, predict } from './runtime/index.js';
 
 performance.mark('app-start');
@@ -235,10 +235,11 @@ async function run(blob, name) {
   const { entry, fits, why } = chooseModel(w, h, shaped);
   let reading = await readWith(entry, fits, picture, found, [w, h, shaped], found ? found.shifts : [[0, 0]]);
   // As solver.py's _read: in Auto, the general model (loaded now, the first time) reads again what a specialist
-  // read of a captcha that fills the picture, when it was found there or scored below the model's sure_min; it reads
-  // the pixels the specialist read, and preferGeneral() decides whose answer stands.
+  // read of a captcha that fills the picture, when it was found there or its reading is not confident() (below the
+  // model's sure_min, or a length it does not read); it reads the pixels the specialist read, and preferGeneral()
+  // decides whose answer stands.
   const general = state.catalog.find(isGeneral);
-  const again = (!found || found.whole) && (found || reading.verdict.score < entry.sure_min);
+  const again = (!found || found.whole) && (found || !confident(reading.verdict.score, reading.text, entry));
   if ($('model-select').value === 'auto' && general && entry !== general && again) {
     const second = await readWith(general, general, { rgb: shaped, width: w, height: h }, found, [w, h, shaped], [[0, 0]]);
     if (preferGeneral(reading.text, second, second.data, second.steps, general)) reading = second;

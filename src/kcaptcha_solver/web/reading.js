@@ -16,7 +16,8 @@ const round6 = (x) => Math.round(x * 1e6) / 1e6;
  * A character below entry.low_confidence (after rounding) lists the other classes at least
  * entry.alternative_min likely (at most entry.alternatives_max, most likely first, ties by class);
  * ch "" is "none": the string may end there. score is stringScore() rounded to 4 places, and the answer
- * is sure when it reaches entry.sure_min (the model's calibrated threshold).
+ * is sure when confident(): it reaches entry.sure_min (the model's calibrated threshold) with a length the
+ * model reads.
  */
 export function read(probs, steps, entry) {
   const { classes, decoder } = entry;
@@ -58,7 +59,14 @@ export function read(probs, steps, entry) {
   });
   const labels = picked.map((s) => best[s]);
   const score = round4(stringScore(rows, labels, decoder, none));
-  return { text: chars.map((c) => c.ch).join(''), chars, score, sure: score >= entry.sure_min };
+  const text = chars.map((c) => c.ch).join('');
+  return { text, chars, score, sure: confident(score, text, entry) };
+}
+
+/** As solver.py's confident(): the calibrated score, and a length the model reads (a CTC model can drop a
+ * character with full confidence; no site draws a string of another length). */
+export function confident(score, text, entry) {
+  return score >= entry.sure_min && text.length >= entry.length_min && text.length <= entry.length_max;
 }
 
 /**
