@@ -41,7 +41,7 @@ from write_reading import update_onnx, update_tfjs
 
 from kcaptcha_solver import general
 from kcaptcha_solver.generator import PRESETS, Generator, Sample, get_preset
-from kcaptcha_solver.solver import ModelInfo, Solver, confident, read_model_info
+from kcaptcha_solver.solver import ModelInfo, Solver, fits, read_model_info
 from kcaptcha_solver.trainconfig import RESERVED_SEEDS as RESERVED  # the evaluation seeds (DEVELOPERS.md)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,7 +85,7 @@ def scores(model: Path, seed: int, count: int, family: str = general.NAME, batch
     for start in range(seed, seed + count, batch):
         samples = [draw(s) for s in range(start, min(start + batch, seed + count))]
         for sample, result in zip(samples, solver.solve_many([s.pixels() for s in samples]), strict=True):
-            got.append(result.score if confident(1.0, result.text, solver.info) else 0.0)  # else never sure
+            got.append(result.score if fits(result.text, solver.info) else 0.0)  # else never sure
             right.append(result.text == sample.label)
         bar.update(len(samples))
     bar.close()

@@ -7,7 +7,7 @@
 // A picture that is no model's size (a screenshot, a loose crop) goes to locate.js, the page's copy of
 // locate.py, which finds the captcha in it: loaded after the first answer too, or at once for such a picture.
 // The words come from strings.json, which site.py embeds in the page.
-import { confident, fit, isGeneral, preferGeneral, read, route } from './reading.js';
+import { confident, fit, fitsLength, isGeneral, preferGeneral, read, route } from './reading.js';
 import { fetchModel, initBackend, loadModel, predict } from './runtime/index.js';
 
 performance.mark('app-start');
@@ -16,7 +16,6 @@ const MAX_PIXELS = 3840 * 2160; // a 4K screenshot, and no more: no 200 MB array
 // The largest picture KCAPTCHA draws (solver.py's CAPTCHA_MAX): one no bigger in which no captcha is found may be a
 // captcha of another configuration, and is read whole.
 const CAPTCHA_MAX = [200, 112];
-const FILL_HEIGHT = 0.8; // solver.py's: a found captcha as wide as the picture and this share of its height fills it
 const LANGUAGES = ['ko', 'en']; // strings.json's; the first the browser lists wins, else English
 
 const state = {
@@ -235,14 +234,18 @@ async function run(blob, name) {
   const { entry, fits, why } = chooseModel(w, h, shaped);
   let reading = await readWith(entry, fits, picture, found, [w, h, shaped], found ? found.shifts : [[0, 0]]);
   // As solver.py's _read: in Auto, the general model (loaded now, the first time) reads again what a specialist
-  // read of a captcha that fills the picture, when it was found there or its reading is not confident() (below the
-  // model's sure_min, or a length it does not read); it reads the pixels the specialist read, and preferGeneral()
-  // decides whose answer stands.
+  // read of a captcha found in a captcha-sized picture (found.entire: it may be another configuration's), reading
+  // that whole picture as it was trained to, or of a bare picture whose reading is not confident() (below the
+  // model's sure_min, or a length it does not read). Its answer stands when the specialist's has a length the
+  // specialist never reads (surely wrong), or else when preferGeneral() says so.
   const general = state.catalog.find(isGeneral);
-  const again = (!found || found.whole) && (found || !confident(reading.verdict.score, reading.text, entry));
-  if ($('model-select').value === 'auto' && general && entry !== general && again) {
-    const second = await readWith(general, general, { rgb: shaped, width: w, height: h }, found, [w, h, shaped], [[0, 0]]);
-    if (preferGeneral(reading.text, second, second.data, second.steps, general)) reading = second;
+  const whole = found ? found.entire : !confident(reading.verdict.score, reading.text, entry) && picture;
+  if ($('model-select').value === 'auto' && general && entry !== general && whole) {
+    const second = await readWith(general, general, whole, null, [whole.width, whole.height, whole.rgb], [[0, 0]]);
+    const stands = preferGeneral(reading.text, second, second.data, second.steps, general);
+    if (!fitsLength(reading.text, entry) || stands) {
+      [reading, found, picture] = [second, null, whole]; // read whole, as Python's Result.box None
+    }
   }
   markOnce('first-answer');
   const { chars, verdict, meta, resized, modelMs } = reading;
@@ -313,8 +316,8 @@ function locator() {
 
 /**
  * The first captcha (top to bottom) that locate.js finds in a picture with the catalogue's sizes: its
- * pixels at their own size (picture), and found: {box, the size it fits, ms locating, whether it fills the
- * picture, the grid shifts to read it at}. The
+ * pixels at their own size (picture), and found: {box, the size it fits, ms locating, entire: the whole picture
+ * when it is captcha-sized (else null), the grid shifts to read it at}. The
  * preview shows it in the picture; a picture with none is an error, never an invented answer.
  */
 async function search(bitmap) {
@@ -336,8 +339,9 @@ async function search(bitmap) {
   showCrop(image, box, all.length);
   const picture = { rgb: cut(image.data, width, box, 4), width: box[2], height: box[3] };
   const captchaSized = width <= CAPTCHA_MAX[0] && height <= CAPTCHA_MAX[1];
-  const whole = captchaSized && box[2] >= width - 2 && box[3] >= FILL_HEIGHT * height;
-  return { picture, found: { box, size, ms, whole, shifts: shifts(box, size) } };
+  // As solver.py's Picture.entire: the general model may read this whole captcha-sized picture again.
+  const whole = captchaSized ? { rgb: cut(image.data, width, [0, 0, width, height], 4), width, height } : null;
+  return { picture, found: { box, size, ms, entire: whole, shifts: shifts(box, size) } };
 }
 
 /** The crop that is read, with some of the picture round it and its box drawn, and where it was found. */

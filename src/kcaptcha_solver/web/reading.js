@@ -66,7 +66,12 @@ export function read(probs, steps, entry) {
 /** As solver.py's confident(): the calibrated score, and a length the model reads (a CTC model can drop a
  * character with full confidence; no site draws a string of another length). */
 export function confident(score, text, entry) {
-  return score >= entry.sure_min && text.length >= entry.length_min && text.length <= entry.length_max;
+  return score >= entry.sure_min && fitsLength(text, entry);
+}
+
+/** As solver.py's fits(): whether text has a length the model reads (a reading of another length is surely wrong). */
+export function fitsLength(text, entry) {
+  return text.length >= entry.length_min && text.length <= entry.length_max;
 }
 
 /**
