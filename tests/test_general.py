@@ -150,7 +150,7 @@ def test_train_any_export_and_read_back(tmp_path, capsys):
 # family); a wrong answer of the general model is never sure.
 CHECK_SEED, CHECK_COUNT = 5_000_000, 200
 # Read on these 200 when shipped (the GPU-trained general model, reading found captchas' whole pictures too): any
-# 89.5 %, gnuboard5-pre-5.1 96.0 %, 2.x-alnum 82.5 %, hex-160x60 100 % (the gnuboard5 model, which learned
+# 89.0 %, gnuboard5-pre-5.1 96.0 %, 2.x-alnum 82.5 %, hex-160x60 100 % (the gnuboard5 model, which learned
 # Gnuboard's hex line too). The CPU-trained one, reading the crops, read 72.0, 90.0, 58.0 and 100 %.
 AUTO_GATES = {"any": 85.0, "gnuboard5-pre-5.1": 92.0, "2.x-alnum": 78.0, "hex-160x60": 98.5}
 
@@ -174,10 +174,10 @@ def test_auto_reads_other_configurations_with_the_general_model(auto, family):
     assert not [s.label for r, s, ok in zip(results, samples, right, strict=True) if r.sure and not ok]
 
 
-def test_a_captcha_found_in_a_captcha_sized_picture_is_read_whole_by_the_general_model_too(auto):
-    """Another configuration's captcha, or a frame inside it, can have a preset's shape: the preset model reads the
-    crop, the general model the whole picture (what it was trained on, not the crop resampled to the preset's size
-    and stretched again), and when the general model's answer stands it is that whole reading, box None."""
+def test_a_captcha_filling_a_captcha_sized_picture_is_read_whole_by_the_general_model_too(auto):
+    """Another configuration's captcha can fill its picture with a preset's shape: the preset model reads the crop,
+    the general model the whole picture (what it was trained on, not the crop resampled to the preset's size and
+    stretched again), and when the general model's answer stands it is that whole reading, box None."""
     general_solver = Solver(GENERAL_MODEL)
     replaced = kept = 0
     for seed in range(CHECK_SEED, CHECK_SEED + 200):
@@ -186,7 +186,8 @@ def test_a_captcha_found_in_a_captcha_sized_picture_is_read_whole_by_the_general
         picture = auto._picture(data)[0]
         if picture.box is None:
             continue
-        assert np.array_equal(picture.entire, drawn.pixels())
+        if picture.entire is not None:  # the find fills the picture
+            assert np.array_equal(picture.entire, drawn.pixels())
         got = auto.solve(data)
         if got.model == GENERAL_MODEL:
             whole = general_solver.solve(data)
@@ -195,7 +196,7 @@ def test_a_captcha_found_in_a_captcha_sized_picture_is_read_whole_by_the_general
         else:
             assert got.box == picture.box
             kept += 1
-    assert replaced >= 30 and kept >= 5  # 67 and 10 when written
+    assert replaced >= 30 and kept >= 5  # 66 and 11 when written
 
 
 def test_auto_routes_a_captcha_of_no_presets_size_to_the_general_model(auto):

@@ -95,6 +95,7 @@ CARD_ACCURACY = re.compile(r"^[\W_]*accuracy[\W_]*?:?[*_\s|]*([0-9]+(?:\.[0-9]+)
 # The largest picture KCAPTCHA draws (generator.random_config: 100-200 x 40-100 px, +12 for the credits strip).
 # A picture no bigger in which no captcha is found may be a captcha of another configuration: it is read whole.
 CAPTCHA_MAX = (200, 112)
+FILL_HEIGHT = 0.8  # a found captcha this share of a captcha-sized picture's height, and as wide, fills it
 # prefer_general: the general model's answer replaces a preset model's when it reaches this score (above half, no
 # other string is likelier) and gives the preset model's string less than IMPLAUSIBLE. Chosen on resized real
 # images (25 a preset, 0.41-3x) and 900 generated captchas of other configurations: no resized one lost, and
@@ -108,8 +109,10 @@ class Picture(NamedTuple):
     pixels: np.ndarray
     box: Box | None  # in the input's pixels; None: the whole input, read as it is (a bare captcha)
     views: tuple[np.ndarray, ...] = ()  # the same captcha at other phases of its resampling (locate.PHASES)
-    # The captcha-sized input (CAPTCHA_MAX) a captcha was found in: it may be another configuration's captcha, of
-    # which the general model reads this whole input, as it was trained to, rather than the resampled crop.
+    # The captcha-sized input (CAPTCHA_MAX) that a found captcha fills (as wide, 2 px spare, and FILL_HEIGHT of its
+    # height: a credits band below may be cut off): it may be another configuration's captcha, of which the
+    # general model reads this whole input, as it was trained to, rather than the resampled crop. (A loose
+    # screenshot crop around a small captcha is captcha-sized too, but its margins are no captcha's.)
     entire: np.ndarray | None = None
 
 
@@ -398,16 +401,15 @@ class Solver:
           configuration can share a preset's size and style (Gnuboard's 160x60 with letters beyond the hex that
           gnuboard5 reads), and a specialist cannot know a symbol it never saw (a higher score keeps the
           specialist's answer and speed);
-        * a captcha found in a captcha-sized picture (``Picture.entire``): another configuration's captcha, with
-          no border, fits a specialist's shape at some scale as well as a tight screenshot crop does, and a frame
-          inside it (a credits band's edge) can have one too.
+        * a captcha found filling a captcha-sized picture (``Picture.entire``): another configuration's captcha,
+          with no border, fits a specialist's shape at some scale as well as a tight screenshot crop does.
 
         Its answer stands when the specialist's has a length the specialist never reads (surely wrong), or
         else when :func:`prefer_general` says so. The general model reads the pixels the specialist read, or for
-        a found captcha the whole captcha-sized
-        picture: what it was trained on, where the crop resampled to the specialist's size and then stretched
-        again lost what it needed (on 1,000 generated captchas of the whole space, 132 were read from finds by a
-        specialist, 74 right; the general model read 112 of their pictures right, whole)."""
+        a found captcha the whole picture it fills: what it was trained on, where the crop resampled to the
+        specialist's size and then stretched again lost what it needed (on 1,000 generated captchas of the whole
+        space, 132 were read from finds by a specialist, 74 right; the general model read 112 of their pictures
+        right, whole)."""
         out: list[Result] = [None] * len(pictures)  # type: ignore[list-item]  # every index is in one group
         groups: dict[str, list[int]] = {}
         for i, picture in enumerate(pictures):
@@ -492,7 +494,9 @@ class Solver:
             return [Picture(rgb, None)]
         found = locate(rgb, self._sizes)
         if found:
-            return [Picture(f.pixels, f.box, f.views, rgb if captcha_sized else None) for f in found]
+            fills = [captcha_sized and f.box[2] >= w - 2 and f.box[3] >= FILL_HEIGHT * h for f in found]
+            return [Picture(f.pixels, f.box, f.views, rgb if full else None)
+                    for f, full in zip(found, fills, strict=True)]
         if captcha_sized:
             return [Picture(rgb, None)]
         raise NoCaptchaError(f"no captcha found in this {w}x{h} picture")

@@ -16,6 +16,7 @@ const MAX_PIXELS = 3840 * 2160; // a 4K screenshot, and no more: no 200 MB array
 // The largest picture KCAPTCHA draws (solver.py's CAPTCHA_MAX): one no bigger in which no captcha is found may be a
 // captcha of another configuration, and is read whole.
 const CAPTCHA_MAX = [200, 112];
+const FILL_HEIGHT = 0.8; // solver.py's: a found captcha as wide as the picture and this share of its height fills it
 const LANGUAGES = ['ko', 'en']; // strings.json's; the first the browser lists wins, else English
 
 const state = {
@@ -234,7 +235,7 @@ async function run(blob, name) {
   const { entry, fits, why } = chooseModel(w, h, shaped);
   let reading = await readWith(entry, fits, picture, found, [w, h, shaped], found ? found.shifts : [[0, 0]]);
   // As solver.py's _read: in Auto, the general model (loaded now, the first time) reads again what a specialist
-  // read of a captcha found in a captcha-sized picture (found.entire: it may be another configuration's), reading
+  // read of a captcha found filling a captcha-sized picture (found.entire: another configuration's?), reading
   // that whole picture as it was trained to, or of a bare picture whose reading is not confident() (below the
   // model's sure_min, or a length it does not read). Its answer stands when the specialist's has a length the
   // specialist never reads (surely wrong), or else when preferGeneral() says so.
@@ -317,7 +318,7 @@ function locator() {
 /**
  * The first captcha (top to bottom) that locate.js finds in a picture with the catalogue's sizes: its
  * pixels at their own size (picture), and found: {box, the size it fits, ms locating, entire: the whole picture
- * when it is captcha-sized (else null), the grid shifts to read it at}. The
+ * when it is captcha-sized and the captcha fills it (else null), the grid shifts to read it at}. The
  * preview shows it in the picture; a picture with none is an error, never an invented answer.
  */
 async function search(bitmap) {
@@ -339,8 +340,10 @@ async function search(bitmap) {
   showCrop(image, box, all.length);
   const picture = { rgb: cut(image.data, width, box, 4), width: box[2], height: box[3] };
   const captchaSized = width <= CAPTCHA_MAX[0] && height <= CAPTCHA_MAX[1];
-  // As solver.py's Picture.entire: the general model may read this whole captcha-sized picture again.
-  const whole = captchaSized ? { rgb: cut(image.data, width, [0, 0, width, height], 4), width, height } : null;
+  // As solver.py's Picture.entire: the captcha-sized picture that the captcha fills, which the general model may
+  // read again whole (a loose crop's margins are no captcha's).
+  const fills = captchaSized && box[2] >= width - 2 && box[3] >= FILL_HEIGHT * height;
+  const whole = fills ? { rgb: cut(image.data, width, [0, 0, width, height], 4), width, height } : null;
   return { picture, found: { box, size, ms, entire: whole, shifts: shifts(box, size) } };
 }
 
