@@ -105,11 +105,16 @@ def error_bound(n: int, wrong: int, confidence: float = 0.95) -> float:
     return hi
 
 
+def candidates(score: np.ndarray, right: np.ndarray) -> list[float]:
+    """The thresholds the rules try, highest first: just above each wrong answer's score, and FLOOR."""
+    return sorted({round(max(FLOOR, float(s) + STEP), 4) for s in score[~right]} | {FLOOR}, reverse=True)
+
+
 def threshold(score: np.ndarray, right: np.ndarray) -> float:
     """The rule in RULE: from above every wrong answer down, one wrong answer at a time, while fewer than
     SHARE are sure and the promise still holds."""
     best = 1.0 + STEP
-    for t in sorted({round(max(FLOOR, float(s) + STEP), 4) for s in score[~right]} | {FLOOR}, reverse=True):
+    for t in candidates(score, right):
         sure = score >= t
         if sure.any() and error_bound(int(sure.sum()), int((sure & ~right).sum())) > PROMISE:
             break
@@ -123,7 +128,7 @@ def family_threshold(score: np.ndarray, right: np.ndarray) -> float:
     """The lowest threshold, from above every wrong answer down, at which at most PROMISE of one family's sure
     answers are wrong (a point estimate: a family set is too small for the 95 % bound to leave much sure)."""
     best = 1.0 + STEP
-    for t in sorted({round(max(FLOOR, float(s) + STEP), 4) for s in score[~right]} | {FLOOR}, reverse=True):
+    for t in candidates(score, right):
         sure = score >= t
         if (sure & ~right).sum() > PROMISE * sure.sum():
             break
@@ -171,13 +176,14 @@ def main() -> None:
         if args.only and path.stem not in args.only:
             continue
         start = time.perf_counter()
+        info = read_model_info(path)
         score, right = scores(path, args.seed, args.count)
         sure_min = threshold(score, right)
-        fams = FAMILIES if read_model_info(path).general and args.family_count else ()
+        fams = FAMILIES if info.general and args.family_count else ()
         family_sets = {f: scores(path, args.seed, args.family_count, f) for f in fams}
         bounds = {f: family_threshold(*family_sets[f]) for f in fams}
         sure_min = max([sure_min, *bounds.values()])
-        row = {"preset": read_model_info(path).preset, "seeds": [args.seed, args.seed + args.count - 1],
+        row = {"preset": info.preset, "seeds": [args.seed, args.seed + args.count - 1],
                **figures(score, right, sure_min), "rule": RULE + (FAMILY_RULE if fams else "")}
         if fams:
             row["families"] = {f: {"bound": bounds[f], **figures(*family_sets[f], sure_min)} for f in fams}
@@ -192,7 +198,7 @@ def main() -> None:
         print(json.dumps({path.stem: row}))
         if args.dry_run:
             continue
-        reading = replace(read_model_info(path).reading, sure_min=sure_min)
+        reading = replace(info.reading, sure_min=sure_min)
         update_onnx(path, reading)
         tfjs = args.models / "tfjs" / path.stem / "model.json"
         if tfjs.is_file():

@@ -27,9 +27,8 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
-from kcaptcha_solver import general
-from kcaptcha_solver.generator import Generator
 from kcaptcha_solver.model import ModelSpec, build
+from kcaptcha_solver.train import drawer
 from kcaptcha_solver.trainconfig import TrainConfig
 
 
@@ -65,15 +64,8 @@ def convert(path: Path, fonts: str | None, seed: int, count: int) -> tuple[nn.Mo
             bn.running_mean.zero_(), bn.running_var.fill_(1 - bn.eps), bn.weight.fill_(1)
             bn.bias.copy_(torch.from_numpy(b))
 
-    if meta["preset"] == general.NAME:  # the general model reads any configuration, stretched to its input
-        def draw(s: int) -> np.ndarray:
-            return general.draw(s, fonts)[0]
-    else:
-        gen = Generator(meta["preset"], fonts_dir=fonts)
-
-        def draw(s: int) -> np.ndarray:
-            return gen.draw(s, boxes=False).pixels()
-    images = torch.from_numpy(np.stack([draw(seed + i) for i in range(count)]))
+    draw = drawer(TrainConfig(preset=meta["preset"], fonts_dir=fonts))  # a preset's images, or the general model's
+    images = torch.from_numpy(np.stack([draw(seed + i)[0] for i in range(count)]))
     outputs: list[torch.Tensor] = []
     hooks = [c.register_forward_hook(lambda _m, _i, out: outputs.append(out)) for c in convs]
     with torch.no_grad():

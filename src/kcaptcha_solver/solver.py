@@ -423,8 +423,9 @@ class Solver:
                  and (pictures[i].entire is not None
                       or pictures[i].box is None and not confident(r.score, r.text, self.models[r.model]))]
         if general and again:
-            seconds, probs = self._run(general, [Picture(pictures[i].entire, None) if pictures[i].entire is not None
-                                                 else pictures[i]._replace(views=()) for i in again])
+            # the whole input: a bare picture is one already (no box, no views), a found captcha's is its entire
+            whole = [pictures[i] if pictures[i].entire is None else Picture(pictures[i].entire, None) for i in again]
+            seconds, probs = self._run(general, whole)
             for i, second, p in zip(again, seconds, probs, strict=True):
                 # a specialist's reading of a length it never reads is wrong whatever the general model says
                 if not fits(out[i].text, self.models[out[i].model]) or prefer_general(out[i].text, second, p, general):
