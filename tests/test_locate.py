@@ -147,3 +147,59 @@ def test_a_rendered_set_is_read_right(shared_dir: Path, renderer) -> None:
         for shot in renderer.render(sample_images(shared_dir / preset, 6, 20), "desktop", 2.0, crops=("form",)):
             (found,) = locate(decode_bytes(shot.encode("JPEG"), 4_000_000), SIZES)
             assert solver.solve(found.pixels).text == shot.label
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dpr", [1.0, 1.25, 3.0])
+def test_the_cheap_side_test_rejects_no_frame_the_full_search_finds(
+    shared_dir: Path, renderer, monkeypatch: pytest.MonkeyPatch, dpr: float,
+) -> None:
+    """``_may_have_side`` only saves time: with it answering yes to every pair, the same frames are found,
+    on blended (fractional DPR) and JPEG screenshots and on whole 1920x1080 screens, where it rejects most pairs."""
+    from kcaptcha_solver import locate as module
+    from kcaptcha_solver.screenshot import sample_images, screen
+
+    pictures = []
+    for preset in ("gnuboard5", "kcaptcha-default"):
+        for shot in renderer.render(sample_images(shared_dir / preset, 2, 40), "desktop", dpr):
+            pictures.append(decode_bytes(shot.encode("JPEG"), 4_000_000))
+            if shot.crop == "form":
+                pictures.append(screen(shot, seed=len(pictures)).pixels)
+    grays = [np.ascontiguousarray(p[:, :, 1]) for p in pictures]
+    answers = []
+    test = module._may_have_side
+
+    def counted(*args: object) -> bool:
+        answers.append(test(*args))
+        return answers[-1]
+
+    monkeypatch.setattr(module, "_may_have_side", counted)
+    fast = [module._boxes(g, SIZES) for g in grays]
+    monkeypatch.setattr(module, "_may_have_side", lambda *args: True)
+    assert fast == [module._boxes(g, SIZES) for g in grays]
+    assert answers.count(False) > len(answers) / 2  # it does skip most pairs
+
+
+def test_edge_rows_are_the_rows_that_change_enough() -> None:
+    from kcaptcha_solver.locate import _edge_rows
+
+    rng = np.random.default_rng(1)
+    gray = (rng.integers(0, 2, (203, 97)) * rng.integers(0, 12, (203, 97))).astype(np.uint8)  # changes of 0..11
+    changed = np.abs(np.diff(gray.astype(int), axis=0)) >= 6
+    every = np.vstack([np.ones((1, 97), bool), changed, np.ones((1, 97), bool)])  # the picture's top and bottom
+    for least in (0, 20, 40, 98):
+        rows, pixels = _edge_rows(gray, least, rows=16)  # small chunks: the last one is partial
+        want = np.flatnonzero(every.sum(axis=1) >= least)
+        assert rows.tolist() == want.tolist()
+        assert np.array_equal(pixels, every[want])
+
+
+def test_captcha_test_counts_percentiles_as_numpy_does() -> None:
+    from kcaptcha_solver.locate import _percentile
+
+    rng = np.random.default_rng(2)
+    for n in [1, 2, 3, 50, 51, 99, 1000, 34_656]:
+        levels = rng.integers(0, 256, n).astype(np.uint8)
+        below = np.cumsum(np.bincount(levels, minlength=256))
+        for q in (2, 90):
+            assert _percentile(below, q) == np.percentile(levels, q)
