@@ -48,6 +48,26 @@ DISPATCH_JS = """([kind, b64, name, type]) => {
     : new DragEvent('drop', { dataTransfer: data, bubbles: true, cancelable: true });
   document.getElementById(kind === 'paste' ? 'result' : 'drop-zone').dispatchEvent(event);
 }"""
+# Keeps the page's uncaught errors, which end any wait() at once.
+PAGE_ERRORS_JS = """window.pageErrors = [];
+window.addEventListener('error', (e) => window.pageErrors.push(String(e.message)));
+window.addEventListener('unhandledrejection', (e) => window.pageErrors.push(String(e.reason)));"""
+
+
+def new_page(browser, scripts: tuple[str, ...] = (), **options):
+    """A fresh context (``options``: viewport, locale, ...) and its page, which runs ``scripts`` before its own."""
+    context = browser.new_context(**options)
+    for script in (PAGE_ERRORS_JS, *scripts):
+        context.add_init_script(script)
+    return context, context.new_page()
+
+
+def wait(page, condition: str, timeout: float | None = None) -> None:
+    """Wait until ``condition`` (JavaScript) holds; an uncaught error in the page fails the test at once, with
+    its message, instead of after the whole timeout (test after test, when a change breaks the page)."""
+    page.wait_for_function(f"({condition}) || window.pageErrors.length > 0", timeout=timeout)
+    errors = page.evaluate("window.pageErrors")
+    assert not errors, f"the page threw: {errors}"
 
 
 @pytest.fixture(scope="session")
@@ -109,12 +129,11 @@ def browser():
 @pytest.fixture()
 def page(browser, server):
     """A fresh context (empty cache, no saved model or language choice, English) with the page ready."""
-    context = browser.new_context(viewport={"width": 1000, "height": 900}, locale="en-US")
-    page = context.new_page()
+    context, page = new_page(browser, viewport={"width": 1000, "height": 900}, locale="en-US")
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(server)
-    page.wait_for_function("document.body.dataset.state === 'ready'")
+    wait(page, "document.body.dataset.state === 'ready'")
     page.evaluate(LISTEN_JS)
     yield page
     context.close()
@@ -141,7 +160,7 @@ def solve_one(page, action) -> str:
     """Run ``action`` (which gives the page one image) and return the answer text."""
     page.evaluate("document.body.dataset.state = 'ready'")
     action()
-    page.wait_for_function(SETTLED)
+    wait(page, SETTLED)
     assert page.evaluate("document.body.dataset.state") == "done", page.text_content("#status")
     return page.get_attribute("#result", "data-text")
 
@@ -197,7 +216,7 @@ def test_every_sample_image_matches_the_python_solver(auto, page, shared_dir, pr
     expected = {p.name: auto.solve(p) for p in files}
     assert sum(r.model == preset for r in expected.values()) >= 495
     page.set_input_files("#file-input", [str(p) for p in files])
-    page.wait_for_function(f"document.querySelectorAll('#history li').length >= {len(files)}", timeout=300_000)
+    wait(page, f"document.querySelectorAll('#history li').length >= {len(files)}", timeout=300_000)
     got = {row["name"]: row for row in history(page)}
     assert len(got) == len(files)
     wrong_model = sorted(name for name, row in got.items() if row["model"] != expected[name].model)
@@ -223,9 +242,8 @@ def test_examples_solve_on_click(page, reference) -> None:
     buttons = page.locator("#examples button")
     assert buttons.count() >= 6
     # Their pictures are fetched once the page is ready (not on the way to a first answer): all shown.
-    page.wait_for_function(
-        "[...document.querySelectorAll('#examples img')].every((img) => img.complete && img.naturalWidth === 160)"
-    )
+    shown = "(img) => img.complete && img.naturalWidth === 160"
+    wait(page, f"[...document.querySelectorAll('#examples img')].every({shown})")
     for i in range(buttons.count()):
         src = buttons.nth(i).get_attribute("data-src")
         preset = Path(src).stem.rsplit("-", 1)[0]
@@ -305,7 +323,7 @@ def test_copy_button_copies_the_answer(page) -> None:
 
 def test_a_text_file_is_an_error(page) -> None:
     page.set_input_files("#file-input", {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a picture"})
-    page.wait_for_function(SETTLED)
+    wait(page, SETTLED)
     assert page.evaluate("document.body.dataset.state") == "error"
     assert "not an image" in page.text_content("#status")
 
@@ -313,7 +331,7 @@ def test_a_text_file_is_an_error(page) -> None:
 def test_a_corrupt_image_is_an_error(page, shared_dir) -> None:
     data = sample_files(shared_dir / "gnuboard5")[0].read_bytes()[:200]
     page.set_input_files("#file-input", {"name": "cut.jpg", "mimeType": "image/jpeg", "buffer": data})
-    page.wait_for_function(SETTLED)
+    wait(page, SETTLED)
     assert page.evaluate("document.body.dataset.state") == "error"
 
 
@@ -354,12 +372,10 @@ def given_while_loading(path: Path) -> str:
 def test_image_given_while_loading_is_solved_once_ready(browser, server, shared_dir, reference) -> None:
     """The file input gets an image before the page's script has run; the answer still comes."""
     path = sample_files(shared_dir / "seed-l2")[0]
-    context = browser.new_context()
-    context.add_init_script(given_while_loading(path))
-    page = context.new_page()
+    context, page = new_page(browser, (given_while_loading(path),))
     try:
         page.goto(server)
-        page.wait_for_function(SETTLED)
+        wait(page, SETTLED)
         assert page.evaluate("window.stateWhenGiven") == "loading"
         assert page.get_attribute("#result", "data-text") == reference["seed-l2"].solve(path).text
     finally:
@@ -373,7 +389,7 @@ def test_the_kernels_download_once_with_or_without_the_early_compile(
     """index.html starts compiling the wasm while the page parses and app.js takes that module; where
     that script does not run, app.js fetches the file itself. Either way, one download."""
     path = sample_files(shared_dir / "gnuboard5")[0]
-    context = browser.new_context()
+    context, page = new_page(browser)
     if not early:  # index.html without its inline script (as under a CSP that forbids inline scripts)
 
         def strip(route) -> None:
@@ -383,12 +399,11 @@ def test_the_kernels_download_once_with_or_without_the_early_compile(
             route.fulfill(body=html[:start] + html[end:], content_type="text/html")
 
         context.route(server, strip)
-    page = context.new_page()
     wasm = []
     page.on("request", lambda request: wasm.append(request.url) if request.url.endswith(".wasm") else None)
     try:
         page.goto(server)
-        page.wait_for_function("document.body.dataset.state === 'ready'")
+        wait(page, "document.body.dataset.state === 'ready'")
         assert page.evaluate("window.kcaptchaWasm instanceof Promise") is early
         assert [url.rsplit("/", 1)[1] for url in wasm] == ["tfjs-backend-wasm-simd.wasm"]
         assert solve_one(page, lambda: page.set_input_files("#file-input", str(path))) == (
@@ -406,14 +421,13 @@ def test_a_graph_with_an_op_the_page_lacks_is_an_error(browser, bundle, tfjs_mod
     doc = json.loads(path.read_text())
     next(node for node in doc["modelTopology"]["node"] if node["op"] == "Softmax")["op"] = "Sigmoid"
     path.write_text(json.dumps(doc))
-    context = browser.new_context()
-    page = context.new_page()
+    context, page = new_page(browser)
     try:
         with serving(models) as url:
             page.goto(url)
-            page.wait_for_function("document.body.dataset.state === 'ready'")
+            wait(page, "document.body.dataset.state === 'ready'")
             page.set_input_files("#file-input", str(sample_files(shared_dir / "gnuboard5")[0]))
-            page.wait_for_function(SETTLED)
+            wait(page, SETTLED)
             assert page.evaluate("document.body.dataset.state") == "error"
             assert "op Sigmoid" in page.text_content("#status")
     finally:
@@ -423,7 +437,7 @@ def test_a_graph_with_an_op_the_page_lacks_is_an_error(browser, bundle, tfjs_mod
 def test_offline_once_loaded_and_the_image_goes_nowhere(page, shared_dir) -> None:
     """Offline, an image is still read, and no request carries it. (The page's own scripts that load after
     a first answer, locate.js and audio.js, may be asked for: plain GETs of its static files.)"""
-    page.wait_for_function("performance.getEntriesByName('model-ready:gnuboard5').length > 0")
+    wait(page, "performance.getEntriesByName('model-ready:gnuboard5').length > 0")
     requests: list[tuple[str, str, str | None]] = []
     page.on("request", lambda r: requests.append((r.method, r.url, r.post_data)))
     page.context.set_offline(True)
@@ -439,13 +453,12 @@ def test_offline_once_loaded_and_the_image_goes_nowhere(page, shared_dir) -> Non
 @pytest.mark.parametrize("width", [1000, 390])
 def test_screenshot_fits_the_screen(browser, server, shared_dir, tmp_path, width) -> None:
     """Desktop and phone width: nothing wider than the screen; screenshots kept for a person to look at."""
-    context = browser.new_context(viewport={"width": width, "height": 900})
-    page = context.new_page()
+    context, page = new_page(browser, viewport={"width": width, "height": 900})
     try:
         page.goto(server)
-        page.wait_for_function("document.body.dataset.state === 'ready'")
+        wait(page, "document.body.dataset.state === 'ready'")
         page.set_input_files("#file-input", str(sample_files(shared_dir / "kcaptcha-default")[0]))
-        page.wait_for_function(SETTLED)
+        wait(page, SETTLED)
         assert page.evaluate("document.documentElement.scrollWidth") <= width
         assert page.locator("#result").bounding_box()["height"] > 30  # the answer is in large type
         shot = Path(os.environ.get("KCAPTCHA_SCREENSHOTS", tmp_path)) / f"page-{width}.png"
@@ -509,7 +522,7 @@ def test_an_error_clears_the_previous_answer(page, shared_dir, reference) -> Non
     text = solve_one(page, lambda: page.set_input_files("#file-input", str(path)))
     assert text == reference["gnuboard5"].solve(path).text and page.is_visible("#preview")
     page.set_input_files("#file-input", {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a picture"})
-    page.wait_for_function(SETTLED)
+    wait(page, SETTLED)
     assert page.evaluate("document.body.dataset.state") == "error"
     assert page.text_content("#result") == "" and page.get_attribute("#result", "data-text") is None
     assert page.text_content("#model-used") == "" and page.is_disabled("#copy") and not page.is_visible("#preview")
@@ -518,10 +531,9 @@ def test_an_error_clears_the_previous_answer(page, shared_dir, reference) -> Non
 
 def open_page(browser, server, locale: str, storage: dict | None = None):
     """A fresh context in ``locale`` with the page ready: (context, page)."""
-    context = browser.new_context(locale=locale, storage_state=storage)
-    page = context.new_page()
+    context, page = new_page(browser, locale=locale, storage_state=storage)
     page.goto(server)
-    page.wait_for_function("document.body.dataset.state === 'ready'")
+    wait(page, "document.body.dataset.state === 'ready'")
     page.evaluate(LISTEN_JS)
     return context, page
 
@@ -642,7 +654,7 @@ def drop_and_wait(page, path: Path) -> str:
     """Drop ``path`` on the page; the state it settles in."""
     page.evaluate("document.body.dataset.state = 'ready'")
     dispatch(page, "drop", path)
-    page.wait_for_function(SETTLED)
+    wait(page, SETTLED)
     return page.evaluate("document.body.dataset.state")
 
 
@@ -659,7 +671,7 @@ def test_a_dropped_or_picked_mp3_gives_its_digits_and_voice(page, shared_dir, vo
         assert answer(page) == {"text": label(path), "score": 1, "sure": True}  # exact, as in Python
         assert page.text_content("#verdict") == "Sure: score 100%"
     page.set_input_files("#file-input", [str(p) for p in files[5:]])
-    page.wait_for_function(f"document.querySelectorAll('#history li').length >= {len(files)}")
+    wait(page, f"document.querySelectorAll('#history li').length >= {len(files)}")
     assert {(row["name"], row["text"], row["model"]) for row in history(page)} == {
         (p.name, label(p), voice) for p in files
     }
@@ -694,12 +706,10 @@ def test_the_mp3_reader_loads_after_the_first_answer(browser, server, shared_dir
     """audio.js and voices.json are not on the way to the first answer: they load after it, and then an
     mp3 is read with the network gone. So is locate.js, the screenshot search."""
     image, mp3 = sample_files(shared_dir / "seed-l2")[0], sample_files(shared_dir / "audio" / "jmoon")[0]
-    context = browser.new_context(locale="en-US")
-    context.add_init_script(given_while_loading(image))
-    page = context.new_page()
+    context, page = new_page(browser, (given_while_loading(image),), locale="en-US")
     try:
         page.goto(server)
-        page.wait_for_function("['audio-ready', 'locate-ready'].every((m) => performance.getEntriesByName(m).length)")
+        wait(page, "['audio-ready', 'locate-ready'].every((m) => performance.getEntriesByName(m).length)")
         starts = page.evaluate(
             """() => Object.fromEntries(performance.getEntriesByType('resource')
                  .map((e) => [e.name.split('/').pop(), e.startTime]))"""
@@ -797,7 +807,7 @@ def test_a_picture_without_a_captcha_is_an_error_and_4k_is_the_limit(browser, se
         for path, key, size in [(big, "no_captcha", (3840, 2160)), (larger, "too_large", (3841, 2160))]:
             page.evaluate("document.body.dataset.state = 'ready'")
             dispatch(page, "paste", path)
-            page.wait_for_function(SETTLED)
+            wait(page, SETTLED)
             assert page.evaluate("document.body.dataset.state") == "error"
             assert page.text_content("#status") == WORDS[lang][key].format(w=size[0], h=size[1])
             assert page.text_content("#result") == "" and not page.is_visible("#crop")
