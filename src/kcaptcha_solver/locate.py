@@ -117,11 +117,8 @@ def _edge_rows(gray: np.ndarray, min_count: int, rows: int = 64) -> tuple[np.nda
     hi, lo, edge = np.empty((rows, w), np.uint8), np.empty((rows, w), np.uint8), np.empty((rows, w), bool)
     for i in range(1, h, rows):
         j = min(i + rows, h)
-        a, b, n = gray[i:j], gray[i - 1:j - 1], j - i
-        np.maximum(a, b, out=hi[:n])
-        np.minimum(a, b, out=lo[:n])
-        np.subtract(hi[:n], lo[:n], out=hi[:n])
-        np.greater_equal(hi[:n], EDGE, out=edge[:n])
+        n = j - i
+        _changed(gray[i:j], gray[i - 1:j - 1], (hi[:n], lo[:n]), edge[:n])
         many = np.flatnonzero(np.count_nonzero(edge[:n], axis=1) >= min_count)
         index.append(many + i)
         kept.append(edge[many])
@@ -129,6 +126,16 @@ def _edge_rows(gray: np.ndarray, min_count: int, rows: int = 64) -> tuple[np.nda
         index.append(np.array([h]))
         kept.append(np.ones((1, w), bool))
     return np.concatenate([np.zeros(0, np.intp), *index]), np.concatenate([np.zeros((0, w), bool), *kept])
+
+
+def _changed(a: np.ndarray, b: np.ndarray, buffers: tuple[np.ndarray, np.ndarray], out: np.ndarray) -> None:
+    """``out`` = where uint8 ``a`` and ``b`` differ by EDGE levels or more, through two uint8 ``buffers`` of their
+    shape: no temporaries, no wider type."""
+    hi, lo = buffers
+    np.maximum(a, b, out=hi)
+    np.minimum(a, b, out=lo)
+    np.subtract(hi, lo, out=hi)
+    np.greater_equal(hi, EDGE, out=out)
 
 
 def _runs(rows: np.ndarray, edges: np.ndarray, min_len: int) -> list[tuple[int, int, int]]:
@@ -404,16 +411,12 @@ def _column_changes(gray: np.ndarray, rows: int = 4 * BLOCK) -> np.ndarray:
     buffers, as ``_edge_rows`` is: about 0.5 ms for a 1920x1080 screen."""
     h, w = gray.shape
     blocks = -(-h // BLOCK)
-    out = np.zeros((blocks + 1, max(w - 1, 0)), np.int32)
+    out = np.zeros((blocks + 1, w - 1), np.int32)
     hi, lo = np.empty((rows, w - 1), np.uint8), np.empty((rows, w - 1), np.uint8)
     edge = np.zeros((rows, w - 1), bool)
     for i in range(0, h, rows):
         n = min(rows, h - i)
-        a, b = gray[i:i + n, 1:], gray[i:i + n, :-1]
-        np.maximum(a, b, out=hi[:n])
-        np.minimum(a, b, out=lo[:n])
-        np.subtract(hi[:n], lo[:n], out=hi[:n])
-        np.greater_equal(hi[:n], EDGE, out=edge[:n])
+        _changed(gray[i:i + n, 1:], gray[i:i + n, :-1], (hi[:n], lo[:n]), edge[:n])
         edge[n:] = False
         k = i // BLOCK
         m = -(-n // BLOCK)
