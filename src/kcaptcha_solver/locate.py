@@ -344,10 +344,7 @@ def _refine(
     reach = band + SIDE_TOL + 1
     # The far side first: most pairs of lines (text and rules across a screen) have none there.
     end = x0 if from_left else round(x0 + outer)
-    if from_left:
-        far = _vertical_lines(gray, y0, y1, round(x0 + expected - tol), round(x0 + expected + tol) + reach)
-    else:
-        far = _vertical_lines(gray, y0, y1, round(end - expected - tol) - reach, round(end - expected + tol))
+    far = _vertical_lines(gray, y0, y1, *_far_window(end, from_left, expected, reach))
     if not far.size:
         return None
     near = _vertical_lines(gray, y0, y1, end - reach, end + reach)
@@ -391,18 +388,24 @@ def _may_have_side(
     if need <= 0:
         return True
     reach = band + SIDE_TOL + 1
-    short, tall = (core1 - core0) * size[0] / size[1], tallest * size[0] / size[1]  # widths for those heights
-    if from_left:
-        lo = round(x0 + short - ASPECT_TOL * short - SIDE_TOL)
-        hi = round(x0 + tall + ASPECT_TOL * tall + SIDE_TOL) + reach
-    else:
-        end = round(x0 + outer)
-        lo = round(end - tall - ASPECT_TOL * tall - SIDE_TOL) - reach
-        hi = round(end - short + ASPECT_TOL * short + SIDE_TOL)
+    end = x0 if from_left else round(x0 + outer)
+    # The window's ends move one way with the width, so the extreme heights' windows bound all of them.
+    windows = [_far_window(end, from_left, height * size[0] / size[1], reach) for height in (core1 - core0, tallest)]
+    lo, hi = min(lo for lo, _ in windows), max(hi for _, hi in windows)
     if lo <= 0 or hi >= w:  # the picture's side counts as a line
         return True
     first, last = core0 // BLOCK, -(-core1 // BLOCK)
     return bool((columns[last, lo - 1:hi] - columns[first, lo - 1:hi]).max() >= need)
+
+
+def _far_window(end: int, from_left: bool, expected: float, reach: int) -> tuple[int, int]:
+    """The columns where a frame ``expected`` px wide, anchored at column ``end`` on its left (``from_left``) or
+    right side, may have its other side: ASPECT_TOL of the width and SIDE_TOL either way, and ``reach`` more
+    outwards (a blended border)."""
+    tol = ASPECT_TOL * expected + SIDE_TOL
+    if from_left:
+        return round(end + expected - tol), round(end + expected + tol) + reach
+    return round(end - expected - tol) - reach, round(end - expected + tol)
 
 
 def _column_changes(gray: np.ndarray, rows: int = 4 * BLOCK) -> np.ndarray:
