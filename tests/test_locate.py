@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -151,11 +152,13 @@ def test_a_rendered_set_is_read_right(shared_dir: Path, renderer) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("dpr", [1.0, 1.25, 3.0])
-def test_the_cheap_side_test_rejects_no_frame_the_full_search_finds(
+def test_the_shortcuts_reject_no_frame_the_full_search_finds(
     shared_dir: Path, renderer, monkeypatch: pytest.MonkeyPatch, dpr: float,
 ) -> None:
-    """``_may_have_side`` only saves time: with it answering yes to every pair, the same frames are found,
-    on blended (fractional DPR) and JPEG screenshots and on whole 1920x1080 screens, where it rejects most pairs."""
+    """``_may_have_side`` and ``_frames`` (a pair of lines of a frame already found to be no captcha) only save
+    time: with them answering "search it" for every pair, the same frames are found, on blended (fractional DPR)
+    and JPEG screenshots and on whole 1920x1080 screens, where the side test rejects most pairs and the other
+    skips the pairs of the page's own frames after their first."""
     from kcaptcha_solver import locate as module
     from kcaptcha_solver.screenshot import sample_images, screen
 
@@ -166,18 +169,19 @@ def test_the_cheap_side_test_rejects_no_frame_the_full_search_finds(
             if shot.crop == "form":
                 pictures.append(screen(shot, seed=len(pictures)).pixels)
     grays = [np.ascontiguousarray(p[:, :, 1]) for p in pictures]
-    answers = []
-    test = module._may_have_side
+    sides, frames = [], []
 
-    def counted(*args: object) -> bool:
-        answers.append(test(*args))
-        return answers[-1]
+    def counted(answers: list[bool], test: Callable[..., bool]) -> Callable[..., bool]:
+        return lambda *args: answers.append(test(*args)) or answers[-1]
 
-    monkeypatch.setattr(module, "_may_have_side", counted)
+    monkeypatch.setattr(module, "_may_have_side", counted(sides, module._may_have_side))
+    monkeypatch.setattr(module, "_frames", counted(frames, module._frames))
     fast = [module._boxes(g, SIZES) for g in grays]
     monkeypatch.setattr(module, "_may_have_side", lambda *args: True)
+    monkeypatch.setattr(module, "_frames", lambda *args: False)
     assert fast == [module._boxes(g, SIZES) for g in grays]
-    assert answers.count(False) > len(answers) / 2  # it does skip most pairs
+    assert sides.count(False) > len(sides) / 2  # it does skip most pairs
+    assert frames.count(True) > len(grays) / 2  # and some pairs of the page's own frames (the answer box's)
 
 
 def test_edge_rows_are_the_rows_that_change_enough() -> None:

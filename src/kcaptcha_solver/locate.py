@@ -193,6 +193,7 @@ def _boxes(gray: np.ndarray, sizes: list[tuple[int, int]]) -> list[tuple[tuple[i
                     pairs.append((expected, top, bottom, x0 if left else None, x1 if right else None, size))
     h, w = gray.shape
     out: list[tuple[tuple[int, int, int, int], tuple[int, int]]] = []
+    refused: list[tuple[tuple[int, int, int, int], tuple[int, int]]] = []  # frames found that are no captcha
     # Frames of the page's own lines first; one that leans on the picture's edge (a crop cut through a
     # neighbour, rules that run off the screen) comes last, and is kept only when nothing else is found.
     # Then lowest first: a captcha inside a taller captcha-shaped frame (a crop whose own edges have the
@@ -208,6 +209,9 @@ def _boxes(gray: np.ndarray, sizes: list[tuple[int, int]]) -> list[tuple[tuple[i
         if any(_overlap((a, top, round(expected), bottom - top), box) and not _wider(size, other)
                for box, other in out):
             continue
+        side = x0 if x0 is not None else x1
+        if any(_frames(top, bottom, side, x0 is not None, size, *seen) for seen in refused):
+            continue
         box = _refine(gray, columns, vertical, top, bottom, a, x0 is not None, expected, size)
         if box is None:
             continue
@@ -220,8 +224,22 @@ def _boxes(gray: np.ndarray, sizes: list[tuple[int, int]]) -> list[tuple[tuple[i
         x, y, bw, bh = box
         if _looks_like_captcha(gray[y:y + bh, x:x + bw]):
             out = [f for f in out if f not in clash] + [(box, size)]
+        else:
+            refused.append((box, size))
     inside = [f for f in out if not _at_edge(f[0], w, h)]
     return sorted(inside or out, key=lambda f: (f[0][1], f[0][0]))
+
+
+def _frames(top: int, bottom: int, side: int, from_left: bool, size: tuple[int, int],
+            box: tuple[int, int, int, int], found: tuple[int, int]) -> bool:
+    """A pair of lines (``top``, ``bottom``, ending together at column ``side``) is another pair of the frame
+    ``box`` found for ``size``: its lines lie on the frame's border (within the band ``_refine`` searches) and it
+    ends where the frame's side is."""
+    x, y, bw, bh = box
+    band = max(2, round(0.06 * (bottom - top)))
+    edge = x if from_left else x + bw
+    return (size == found and y - band <= top <= y and y + bh <= bottom <= y + bh + band
+            and abs(side - edge) <= band + SIDE_TOL)
 
 
 def _wider(a: tuple[int, int], b: tuple[int, int]) -> bool:
