@@ -153,19 +153,32 @@ function boxes(pic, sizes) {
   const edge = ([, top, bottom, x0, x1]) => (top === 0 || bottom === h || x0 === 0 || x1 === w ? 1 : 0);
   pairs.sort((p, q) => edge(p) - edge(q) || p[2] - p[1] - (q[2] - q[1]) || q[0] - p[0] || p[1] - q[1]);
   let out = [];
+  const refused = []; // frames found that are no captcha
   for (const [expected, top, bottom, x0, x1, size] of pairs) {
     const a = x0 !== null ? x0 : pyRound(x1 - expected);
     const rough = [a, top, pyRound(expected), bottom - top];
     if (out.some(([box, other]) => overlap(rough, box) && !wider(size, other))) continue;
+    const side = x0 !== null ? x0 : x1;
+    if (refused.some(([box, other]) => frames(top, bottom, side, x0 !== null, size, box, other))) continue;
     const box = refine(pic, top, bottom, a, x0 !== null, expected, size);
     if (box === null) continue;
     // A wider shape on a found frame's rows is that frame, read whole (locate.py says why).
     const clash = out.filter(([other]) => overlap(box, other));
     if (!clash.every(([found, other]) => wider(size, other) && sameRows(box, found))) continue;
     if (looksLikeCaptcha(pic, box)) out = [...out.filter((f) => !clash.includes(f)), [box, size]];
+    else refused.push([box, size]);
   }
   const inside = out.filter(([box]) => !atEdge(box, w, h));
   return (inside.length ? inside : out).sort((p, q) => p[0][1] - q[0][1] || p[0][0] - q[0][0]);
+}
+
+/** locate.py's _frames(): a pair of lines (ending together at column side) is another pair of the frame box
+ * found for shape found: on its border, within the band refine() searches, and ending at its side. */
+function frames(top, bottom, side, fromLeft, size, [x, y, bw, bh], found) {
+  const band = Math.max(2, pyRound(0.06 * (bottom - top)));
+  const edge = fromLeft ? x : x + bw;
+  return size[0] === found[0] && size[1] === found[1] && y - band <= top && top <= y
+    && y + bh <= bottom && bottom <= y + bh + band && Math.abs(side - edge) <= band + SIDE_TOL;
 }
 
 /** Shape a ([width, height]) is wider than shape b. */
