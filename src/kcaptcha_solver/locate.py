@@ -56,6 +56,7 @@ MIN_HEIGHT = 36
 # blended over 1.25 device px and saved as JPEG keeps only ~70 % of its pixels 10 levels apart.
 LINE = 0.6
 SIDE_TOL = 3  # px by which a line's end may miss the side it belongs to
+END_TOL = 7  # px by which the two lines of a frame may end apart: JPEG rings up to an 8x8 block past a dark edge
 BLOCK = 16  # rows summed together in _column_changes, to tell cheaply where a frame's side cannot be
 FLAT_TOL, FLAT_SHARE = 24, 0.8  # a border or page line: 80 % of it within 24 levels of its median
 # (JPEG's noise on it, and its ripple beside a strong edge, stay within FLAT_TOL: a line that changes by
@@ -184,7 +185,7 @@ def _boxes(gray: np.ndarray, sizes: list[tuple[int, int]]) -> list[tuple[tuple[i
             if height > max_h:
                 break
             x0, x1 = max(a0, b0), min(a1, b1)
-            left, right = abs(a0 - b0) <= SIDE_TOL, abs(a1 - b1) <= SIDE_TOL
+            left, right = abs(a0 - b0) <= END_TOL, abs(a1 - b1) <= END_TOL
             if height < MIN_HEIGHT * 0.9 or not (left or right):  # a frame's two lines end together on a side
                 continue
             for size in sizes:

@@ -15,6 +15,7 @@ export const SCALE_MAX = 3.4;
 export const MIN_HEIGHT = 36;
 export const LINE = 0.6;
 export const SIDE_TOL = 3;
+export const END_TOL = 7;
 export const FLAT_TOL = 24;
 export const FLAT_SHARE = 0.8;
 export const INK_MIN = 0.01;
@@ -137,8 +138,8 @@ function boxes(pic, sizes) {
       if (height > maxH) break;
       const x0 = Math.max(a0, b0);
       const x1 = Math.min(a1, b1);
-      const left = Math.abs(a0 - b0) <= SIDE_TOL;
-      const right = Math.abs(a1 - b1) <= SIDE_TOL;
+      const left = Math.abs(a0 - b0) <= END_TOL;
+      const right = Math.abs(a1 - b1) <= END_TOL;
       if (height < MIN_HEIGHT * 0.9 || !(left || right)) continue;
       for (const size of sizes) {
         const expected = (height * size[0]) / size[1];
