@@ -206,14 +206,14 @@ def _boxes(gray: np.ndarray, sizes: list[tuple[int, int]]) -> list[tuple[tuple[i
 
     for expected, top, bottom, x0, x1, size in sorted(pairs, key=order):
         # The frame, from the side where both lines end (the other may run on into a neighbour).
-        a = x0 if x0 is not None else round(x1 - expected)
+        from_left = x0 is not None
+        a = x0 if from_left else round(x1 - expected)
         if any(_overlap((a, top, round(expected), bottom - top), box) and not _wider(size, other)
                for box, other in out):
             continue
-        side = x0 if x0 is not None else x1
-        if any(_frames(top, bottom, side, x0 is not None, size, *seen) for seen in refused):
+        if any(_frames(top, bottom, x0 if from_left else x1, from_left, size, *seen) for seen in refused):
             continue
-        box = _refine(gray, columns, vertical, top, bottom, a, x0 is not None, expected, size)
+        box = _refine(gray, columns, vertical, top, bottom, a, from_left, expected, size)
         if box is None:
             continue
         # A wider shape on a found frame's rows is that frame, read whole: the found one was cut short by
@@ -237,10 +237,16 @@ def _frames(top: int, bottom: int, side: int, from_left: bool, size: tuple[int, 
     ``box`` found for ``size``: its lines lie on the frame's border (within the band ``_refine`` searches) and it
     ends where the frame's side is."""
     x, y, bw, bh = box
-    band = max(2, round(0.06 * (bottom - top)))
+    band = _band(bottom - top)
     edge = x if from_left else x + bw
     return (size == found and y - band <= top <= y and y + bh <= bottom <= y + bh + band
             and abs(side - edge) <= band + SIDE_TOL)
+
+
+def _band(height: int) -> int:
+    """The rows either side of a pair's line where ``_refine`` looks for the captcha's edge, for a pair ``height``
+    rows apart: a 1-CSS-px border at 3x, plus blending, is ~4 px."""
+    return max(2, round(0.06 * height))
 
 
 def _wider(a: tuple[int, int], b: tuple[int, int]) -> bool:
@@ -354,7 +360,7 @@ def _refine(
     ``_may_have_side`` asks ``columns`` (``_column_changes``) whether there can be one."""
     h, w = gray.shape
     height = bottom - top
-    band = max(2, round(0.06 * height))  # a 1-CSS-px border at 3x, plus blending, is ~4 px
+    band = _band(height)
     a, b = max(x0, 0), min(round(x0 + outer), w)
     if not _may_have_side(columns, h, top, bottom, band, x0, from_left, outer, size):
         return None

@@ -160,7 +160,7 @@ def browser_resize(image: np.ndarray, size: tuple[int, int], box: tuple[float, f
     a shrunk image: from the mipmap level at which it is still shrunk less than 2x (each level the mean of 2x2
     pixels of the one before), sampled bilinearly at each screen pixel's centre. Measured against Chromium's
     renders of real captchas (tests/test_train.py): within about 1 level, where PIL's filters, which average
-    over each screen pixel's footprint, are 5-8 levels off. Sampling a level directly aliases thin strokes
+    over each screen pixel's footprint, are 3-10 levels off. Sampling a level directly aliases thin strokes
     at 0.5-0.9x: a kcaptcha-default image 83 px wide (0.52x) reads 98.0 % as Chromium draws it against 99.3 %
     as PIL's bicubic does (150 real images)."""
     width, height = size

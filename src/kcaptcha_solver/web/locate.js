@@ -156,12 +156,13 @@ function boxes(pic, sizes) {
   let out = [];
   const refused = []; // frames found that are no captcha
   for (const [expected, top, bottom, x0, x1, size] of pairs) {
-    const a = x0 !== null ? x0 : pyRound(x1 - expected);
+    const fromLeft = x0 !== null;
+    const a = fromLeft ? x0 : pyRound(x1 - expected);
     const rough = [a, top, pyRound(expected), bottom - top];
     if (out.some(([box, other]) => overlap(rough, box) && !wider(size, other))) continue;
-    const side = x0 !== null ? x0 : x1;
-    if (refused.some(([box, other]) => frames(top, bottom, side, x0 !== null, size, box, other))) continue;
-    const box = refine(pic, top, bottom, a, x0 !== null, expected, size);
+    const side = fromLeft ? x0 : x1;
+    if (refused.some(([box, other]) => frames(top, bottom, side, fromLeft, size, box, other))) continue;
+    const box = refine(pic, top, bottom, a, fromLeft, expected, size);
     if (box === null) continue;
     // A wider shape on a found frame's rows is that frame, read whole (locate.py says why).
     const clash = out.filter(([other]) => overlap(box, other));
@@ -176,10 +177,15 @@ function boxes(pic, sizes) {
 /** locate.py's _frames(): a pair of lines (ending together at column side) is another pair of the frame box
  * found for shape found: on its border, within the band refine() searches, and ending at its side. */
 function frames(top, bottom, side, fromLeft, size, [x, y, bw, bh], found) {
-  const band = Math.max(2, pyRound(0.06 * (bottom - top)));
+  const band = borderBand(bottom - top);
   const edge = fromLeft ? x : x + bw;
   return size[0] === found[0] && size[1] === found[1] && y - band <= top && top <= y
     && y + bh <= bottom && bottom <= y + bh + band && Math.abs(side - edge) <= band + SIDE_TOL;
+}
+
+/** locate.py's _band(): the rows either side of a pair's line where refine() looks for the captcha's edge. */
+function borderBand(height) {
+  return Math.max(2, pyRound(0.06 * height));
 }
 
 /** Shape a ([width, height]) is wider than shape b. */
@@ -290,7 +296,7 @@ function innerLine(pic, line, inward, band, a, b) {
 function refine(pic, top, bottom, x0, fromLeft, outer, size) {
   const { gray, w, h } = pic;
   const height = bottom - top;
-  const band = Math.max(2, pyRound(0.06 * height));
+  const band = borderBand(height);
   const a = Math.max(x0, 0);
   const b = Math.min(pyRound(x0 + outer), w);
   const y0 = innerLine(pic, top, 1, band, a, b);
