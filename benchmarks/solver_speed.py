@@ -10,6 +10,7 @@ the load average is recorded too, and ``cpu_ms_mean``: CPU time of the reading p
     python benchmarks/solver_speed.py [--count 500] [--other-count 200] [--out benchmarks/results/solver.json]
     python benchmarks/solver_speed.py --score-only   # only the cost of Result.score, into the same file
     python benchmarks/solver_speed.py --screens-only  # only screenshots: locate + read, into the same file
+    python benchmarks/solver_speed.py --auto-only     # only each preset through "auto", beside its own model
 
 ddddocr is never a dependency of this project: install it for this benchmark only, in its own
 venv (``python -m venv /tmp/ddddocr-venv && /tmp/ddddocr-venv/bin/pip install ddddocr``), and
@@ -167,6 +168,31 @@ def screens(count: int) -> dict:
     return out
 
 
+def through_auto(count: int) -> dict:
+    """Each preset's real images read by ``Solver("auto")`` and by the preset's own model, one at a time, the two
+    alternating image by image so that both see the same load: what routing and the general model's check of a
+    specialist's sure answer (solver.general_doubts) cost, and the share of answers each leaves sure."""
+    auto = Solver("auto")
+    out = {}
+    for preset in PRESETS:
+        paths = files_of(preset, count)
+        data = [p.read_bytes() for p in paths]
+        solvers = {"own": Solver(preset), "auto": auto}
+        for d in data[:WARMUP]:
+            for solver in solvers.values():
+                solver.solve(d)
+        ms: dict[str, list[float]] = {kind: [] for kind in solvers}
+        answers: dict[str, list] = {kind: [] for kind in solvers}
+        for d in data:
+            for kind, solver in solvers.items():
+                start = time.perf_counter()
+                answers[kind].append(solver.solve(d))
+                ms[kind].append((time.perf_counter() - start) * 1000)
+        out[preset] = {kind: summary(ms[kind], [r.text for r in answers[kind]], paths)
+                       | {"sure": sum(r.sure for r in answers[kind])} for kind in solvers}
+    return out | {"load_avg": [round(x, 2) for x in os.getloadavg()]}
+
+
 def ddddocr(python: str, preset: str, paths: list[Path]) -> dict:
     symbols = shipped_models()[preset].classes
     job = json.dumps({"symbols": symbols, "files": [str(p) for p in paths]})
@@ -267,7 +293,15 @@ def main() -> None:
     ap.add_argument("--screens", type=int, default=30, help="real gnuboard5 images per DPR for the screenshot row")
     ap.add_argument("--screens-only", action="store_true",
                     help="measure only the 1920x1080 screenshot row and gnuboard5's bare images; update them in --out")
+    ap.add_argument("--auto-only", action="store_true",
+                    help="measure only each preset through auto beside its own model; update it in --out")
     args = ap.parse_args()
+    if args.auto_only:
+        results = json.loads(Path(args.out).read_text())
+        results["through_auto"] = through_auto(args.count)
+        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+        print(json.dumps(results["through_auto"], indent=1))
+        return
     if args.screens_only:
         results = json.loads(Path(args.out).read_text())
         bare = ours("gnuboard5", files_of("gnuboard5", args.count))  # measured beside it, under the same load

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from kcaptcha_solver.inputs import fit
-from kcaptcha_solver.solver import ModelInfo, prefer_general, read, route
+from kcaptcha_solver.solver import ModelInfo, general_doubts, prefer_general, read, route
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "reading.json"
@@ -21,10 +21,10 @@ SPEC = json.loads(FIXTURE.read_text())
 # Runs reading.js on every case of the fixture; prints {"read": [...], "route": [...]} as the Python side gets it.
 NODE_JS = """
 import * as fs from 'node:fs';
-import { fit, preferGeneral, read, route } from './src/kcaptcha_solver/web/reading.js';
+import { fit, generalDoubts, preferGeneral, read, route } from './src/kcaptcha_solver/web/reading.js';
 import { coded, picture } from './tests/fixtures/picture.mjs';
 const spec = JSON.parse(fs.readFileSync(process.argv[1], 'utf8'));
-const out = { read: [], route: [], fit: [], prefer: [] };
+const out = { read: [], route: [], fit: [], prefer: [], doubt: [] };
 for (const c of spec.read) {
   const { text, chars, score, sure } = read(Float32Array.from(c.probs.flat()), c.probs.length, spec.models[c.model]);
   out.read.push({ text, confidence: chars.map((x) => x.prob),
@@ -37,6 +37,7 @@ for (const c of spec.route) {
 for (const c of spec.prefer) {
   const [probs, steps, general] = [Float32Array.from(c.probs.flat()), c.probs.length, spec.models[c.model]];
   out.prefer.push(preferGeneral(c.first, read(probs, steps, general), probs, steps, general));
+  out.doubt.push(generalDoubts(c.first, read(probs, steps, general), probs, steps, general));
 }
 for (const c of spec.fit) {
   const [[W, H], [w, h]] = [c.from, c.to];
@@ -119,12 +120,14 @@ def test_the_page_reads_routes_and_resamples_as_the_spec_says() -> None:
     assert got["route"] == [case["model"] for case in SPEC["route"]]
     assert got["fit"] == [{"columns": case["columns"], "rows": case["rows"]} for case in SPEC["fit"]]
     assert got["prefer"] == [case["prefer"] for case in SPEC["prefer"]]
+    assert got["doubt"] == [case["doubt"] for case in SPEC["prefer"]]
 
 
 @pytest.mark.parametrize("case", SPEC["prefer"], ids=[c["about"] for c in SPEC["prefer"]])
 def test_python_prefers_the_general_model_as_the_spec_says(case: dict) -> None:
     general, probs = info(case["model"]), np.asarray(case["probs"], np.float32)
     assert prefer_general(case["first"], read(probs, general), probs, general) == case["prefer"]
+    assert general_doubts(case["first"], read(probs, general), probs, general) == case["doubt"]
 
 
 

@@ -11,6 +11,11 @@ the real PHP samples of the three presets (``<label>_<index>.<ext>`` files), rea
     python tools/eval_any.py auto --count 500 --json benchmarks/results/any_families_auto.json
     python tools/eval_any.py auto --count 1000 --time 300 --json benchmarks/results/any_families_auto.json
 
+``--sets edited`` (or ``all``) reads instead (or too) each preset's own settings with every other symbol set of
+generator.SYMBOL_SETS (a site that edited allowed_symbols; gnuboard5's hex line is the ``hex-160x60`` family): the
+case a preset model cannot know, as it reads a symbol it never saw as one of its own. Set j's seeds start at
+EVAL_SEED + (7 + j) * 1,000,000.
+
 ``--time N`` also reads N images of each family one at a time (one onnxruntime thread, the encoded bytes in
 memory, 20 warm-up reads first) and records wall and CPU milliseconds per image (issue 13's budget: 3 ms).
 
@@ -28,10 +33,14 @@ import statistics
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 from kcaptcha_solver import Solver, general
 from kcaptcha_solver.errors import InputError
+from kcaptcha_solver.generator import PRESETS, SYMBOL_SETS, Generator, Sample
 
 EVAL_SEED = 96_000_000
 PRESET_FOLDERS = ("gnuboard5", "seed-l2", "kcaptcha-default")
@@ -75,19 +84,38 @@ def timing(solver: Solver, images: list[bytes]) -> dict:
             "cpu_ms_mean": round(statistics.mean(cpu), 3)}
 
 
-def families(solver: Solver, count: int, fonts: str | None = None, timed: int = 0) -> dict[str, dict]:
-    """:func:`score` on ``count`` PHP-encoded images of each of general.FAMILIES, seeds as the docstring says."""
+def edited_sets(fonts: str | None = None) -> dict[str, Callable[[int], Sample]]:
+    """Each preset's settings with each other symbol set: name -> the sample of a seed."""
+    sets = {}
+    for preset, config in PRESETS.items():
+        for name, symbols in SYMBOL_SETS.items():
+            if symbols != config.allowed_symbols and (preset, name) != ("gnuboard5", "hex"):
+                drawn = Generator(replace(config, name=f"{preset}+{name}", allowed_symbols=symbols), fonts_dir=fonts)
+                sets[f"{preset}+{name}"] = partial(drawn.draw, boxes=False)
+    return sets
+
+
+def families(solver: Solver, count: int, fonts: str | None = None, timed: int = 0, which: str = "families"
+             ) -> dict[str, dict]:
+    """:func:`score` on ``count`` PHP-encoded images of each of general.FAMILIES and/or :func:`edited_sets`, seeds
+    as the docstring says."""
+    edited = edited_sets(fonts)
+    firsts = {name: EVAL_SEED + k * 1_000_000 for k, name in enumerate([*general.FAMILIES, *edited])}
+    sets: dict[str, Callable[[int], Sample]] = {}
+    if which != "edited":
+        sets |= {family: partial(general.sample, fonts_dir=fonts, family=family) for family in general.FAMILIES}
+    if which != "families":
+        sets |= edited
     report = {}
-    for k, family in enumerate(general.FAMILIES):
+    for family, sample in sets.items():
         t0 = time.perf_counter()
-        seeds = range(EVAL_SEED + k * 1_000_000, EVAL_SEED + k * 1_000_000 + count)
-        samples = [general.sample(seed, fonts, family) for seed in seeds]
+        samples = [sample(seed) for seed in range(firsts[family], firsts[family] + count)]
         files = [s.encode() for s in samples]
         got = report[family] = score(solver, files, [s.label for s in samples])
         if timed:
             got["time"] = timing(solver, files[:timed])
         ms = f"  {got['time']['ms_mean']:.2f} ms/image" if timed else ""
-        print(f"{family:20} {got['accuracy']:6.2f} %  sure {got['sure']} ({got['sure_wrong']} wrong){ms}  "
+        print(f"{family:30} {got['accuracy']:6.2f} %  sure {got['sure']} ({got['sure_wrong']} wrong){ms}  "
               f"({time.perf_counter() - t0:.0f} s)", flush=True)
     return report
 
@@ -100,10 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shared", type=Path, help="the real-kcaptcha folder: also read its preset samples")
     ap.add_argument("--json", type=Path, help="write the figures here too")
     ap.add_argument("--time", type=int, default=0, metavar="N", help="also time N images per family, one at a time")
+    ap.add_argument("--sets", choices=("families", "edited", "all"), default="families",
+                    help="general.FAMILIES, the presets' settings with other symbol sets, or both")
     args = ap.parse_args(argv)
     solver = Solver(args.model)
     report: dict = {"model": str(args.model), "count_per_family": args.count, "first_seed": EVAL_SEED,
-                    "generated": families(solver, args.count, args.fonts, args.time), "real": {}}
+                    "generated": families(solver, args.count, args.fonts, args.time, args.sets), "real": {}}
     if args.time:
         report["load_average"] = os.getloadavg()
     for name in PRESET_FOLDERS if args.shared else ():

@@ -1,6 +1,6 @@
 """Write the reading thresholds (modelfile.Reading) into exported model files, changing nothing else.
 
-    python tools/write_reading.py src/kcaptcha_solver/models
+    python tools/write_reading.py src/kcaptcha_solver/models [--only NAME --set KEY=VALUE ...]
 
 For files exported before export.py wrote these keys: each NAME.onnx gets the ``kcaptcha.*`` entries and
 each tfjs/NAME/model.json its ``userDefinedMetadata.kcaptcha`` fields, and no retraining. A value the ONNX
@@ -8,7 +8,8 @@ file already carries is kept (``sure_min`` is calibrated per model by tools/cali
 through this module); a missing one gets the value a fresh export writes, and model.json gets the same
 values as its ONNX file. The graph and weights are left as they are: the tool refuses to write when a
 file does not round-trip byte for byte without the new keys, and checks that onnxruntime gives the same
-probabilities, bit for bit, before and after.
+probabilities, bit for bit, before and after. ``--set`` writes a value chosen by hand into NAME's files (the
+shipped gnuboard5 files got ``--set trusted=0123456789``: see modelfile.Reading.trusted).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
@@ -77,9 +78,18 @@ def update_tfjs(path: Path, reading: Reading) -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("models", type=Path, help="folder of NAME.onnx files and tfjs/NAME/model.json")
+    ap.add_argument("--only", metavar="NAME", help="this model's files only")
+    ap.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
+                    help="write this Reading field's value (with --only)")
     args = ap.parse_args()
-    for path in sorted(args.models.glob("*.onnx")):
-        reading = Reading.from_meta(bare({p.key: p.value for p in onnx.load(str(path)).metadata_props}))
+    chosen = dict(item.split("=", 1) for item in args.set)
+    if chosen and not args.only:
+        ap.error("--set needs --only NAME")
+    if unknown := set(chosen) - {f.name for f in fields(Reading)}:
+        ap.error(f"not a Reading field: {', '.join(sorted(unknown))}")
+    for path in sorted(args.models.glob(f"{args.only or '*'}.onnx")):
+        meta = bare({p.key: p.value for p in onnx.load(str(path)).metadata_props})
+        reading = Reading.from_meta({**meta, **chosen})
         print(f"{path}: {'updated' if update_onnx(path, reading) else 'already current'}")
         tfjs = args.models / "tfjs" / path.stem / "model.json"
         if tfjs.is_file():

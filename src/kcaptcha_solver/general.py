@@ -80,7 +80,13 @@ def _generator(config: CaptchaConfig, fonts_dir: str | None) -> Generator:
 
 
 def sample(seed: int, fonts_dir: str | None = None, family: str = NAME) -> Sample:
-    """Sample ``seed`` of ``family`` as PHP draws it (its own size; ``encode()`` gives the file).
+    """Sample ``seed`` of ``family`` as PHP draws it (its own size; ``encode()`` gives the file)."""
+    return configured(seed, fonts_dir, family)[1]
+
+
+def configured(seed: int, fonts_dir: str | None = None, family: str = NAME) -> tuple[CaptchaConfig, Sample]:
+    """Sample ``seed`` of ``family`` and the configuration that drew it (what benchmarks/any_settings.py
+    groups accuracy by).
 
     random_config's width rule bounds a redrawn keystring by a mean glyph width, so a subset of wide
     letters can make a configuration whose text never fits (seed 31,886,566: ``0dhmy``, 7 symbols,
@@ -89,8 +95,9 @@ def sample(seed: int, fonts_dir: str | None = None, family: str = NAME) -> Sampl
     """
     rng = random.Random(seed)
     while True:
+        config = FAMILIES[family](rng)
         try:
-            return _generator(FAMILIES[family](rng), fonts_dir).draw(seed, boxes=False)
+            return config, _generator(config, fonts_dir).draw(seed, boxes=False)
         except ConfigError:
             if family != NAME:  # a fixed family that never fits is a bug, not a rare draw
                 raise

@@ -40,6 +40,11 @@ class Reading:
     # is at least this. Calibrated per model on generated validation images (tools/calibrate.py); files
     # that predate it read 0.99, a cautious guess.
     sure_min: float = 0.99
+    # "auto" has the general model read again every sure answer of a preset model (another configuration of its size
+    # and style may use symbols it never saw, which it reads as its own, sure: solver.general_doubts) except those
+    # made only of these symbols. gnuboard5 trusts its own digits: the second reading would triple its 1 ms, and a
+    # Gnuboard site that switched to hex or letters shows a letter in the reading. Empty: every answer is checked.
+    trusted: str = ""
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, object]) -> Reading:

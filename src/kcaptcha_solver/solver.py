@@ -101,6 +101,12 @@ FILL_HEIGHT = 0.8  # a found captcha this share of a captcha-sized picture's hei
 # images (25 a preset, 0.41-3x) and 900 generated captchas of other configurations: no resized one lost, and
 # 58 % of the others that locate found filling the picture gained (13.5 % read right before).
 GENERAL_MIN, IMPLAUSIBLE = 0.5, 1e-4
+# general_doubts: a specialist's sure answer is no longer sure when the general model reads another string and gives
+# the specialist's less than DOUBTFUL. Chosen on generated images (1,000 per set, training-range seeds): each preset,
+# and each preset's settings with another symbol set (a site that edited allowed_symbols). Of those foreign captchas,
+# seed-l2's model read 118-153 of 300 wrong and sure, kcaptcha-default's 35-71, gnuboard5's 9-13; with the check at
+# DOUBTFUL, 0-7, 5-16 and 0-1, while kcaptcha-default's own sure share went 96.9 -> 96.3 % (95.8 at 0.03, 92.7 at 0.1).
+DOUBTFUL = 1e-2
 
 
 class Picture(NamedTuple):
@@ -396,16 +402,17 @@ class Solver:
         With a general model among "auto"'s, it reads again what a specialist read of a captcha that may be
         another configuration's, and :func:`prefer_general` decides whose answer stands:
 
-        * a bare picture of a specialist's size whose reading is not :func:`confident` (below the specialist's
-          ``sure_min``, or a length it does not read): another
-          configuration can share a preset's size and style (Gnuboard's 160x60 with letters beyond the hex that
-          gnuboard5 reads), and a specialist cannot know a symbol it never saw (a higher score keeps the
-          specialist's answer and speed);
+        * a bare picture of a specialist's size, unless its reading is :func:`confident` and made only of symbols
+          the specialist's file trusts (``Reading.trusted``: gnuboard5's digits, to keep its 1 ms): another
+          configuration can share a preset's size and style (a site that edited allowed_symbols), and a
+          specialist cannot know a symbol it never saw: it reads it as one of its own, often sure;
         * a captcha found filling a captcha-sized picture (``Picture.entire``): another configuration's captcha,
           with no border, fits a specialist's shape at some scale as well as a tight screenshot crop does.
 
         Its answer stands when the specialist's has a length the specialist never reads (surely wrong), or
-        else when :func:`prefer_general` says so. The general model reads the pixels the specialist read, or for
+        else when :func:`prefer_general` says so (for a confident reading of a bare picture, only when the general
+        model's holds a symbol the specialist does not know); else the specialist's answer stands, unsure if
+        :func:`general_doubts` it. The general model reads the pixels the specialist read, or for
         a found captcha the whole picture it fills: what it was trained on, where the crop resampled to the
         specialist's size and then stretched again lost what it needed (on 1,000 generated captchas of the whole
         space, 132 were read from finds by a specialist, 74 right; the general model read 112 of their pictures
@@ -420,17 +427,31 @@ class Solver:
                 out[i] = result
         general = self._general
         again = [i for i, r in enumerate(out) if general and r.model != general.name
-                 and (pictures[i].entire is not None
-                      or pictures[i].box is None and not confident(r.score, r.text, self.models[r.model]))]
+                 and (pictures[i].entire is not None or pictures[i].box is None and self._checked(r))]
         if general and again:
             # the whole input: a bare picture is one already (no box, no views), a found captcha's is its entire
             whole = [pictures[i] if pictures[i].entire is None else Picture(pictures[i].entire, None) for i in again]
             seconds, probs = self._run(general, whole)
             for i, second, p in zip(again, seconds, probs, strict=True):
+                first, info = out[i], self.models[out[i].model]
+                # A confident reading of a bare picture gives way only to a reading with a symbol the specialist does
+                # not know (another configuration's); between two readings of its own symbols the specialist, trained
+                # on its configuration alone, reads better (kcaptcha-default's: 99.7 % of 1,000 generated, the
+                # general model 87.7 %), so the general model can only make it unsure.
+                disputed = pictures[i].entire is None and confident(first.score, first.text, info)
                 # a specialist's reading of a length it never reads is wrong whatever the general model says
-                if not fits(out[i].text, self.models[out[i].model]) or prefer_general(out[i].text, second, p, general):
+                if not fits(first.text, info) or (prefer_general(first.text, second, p, general)
+                                                  and not (disputed and set(second.text) <= set(info.classes))):
                     out[i] = second
+                elif first.sure and general_doubts(first.text, second, p, general):
+                    out[i] = replace(first, sure=False)
         return out
+
+    def _checked(self, result: Result) -> bool:
+        """Whether the general model reads a specialist's bare picture again: unless the reading is confident and
+        made only of symbols the specialist's file trusts."""
+        info = self.models[result.model]
+        return not confident(result.score, result.text, info) or not set(result.text) <= set(info.reading.trusted)
 
     def _run(self, info: ModelInfo, pictures: list[Picture]) -> tuple[list[Result], np.ndarray]:
         """One model's reading of pictures, in one onnxruntime call: the Results, and the probabilities. A picture
@@ -549,10 +570,22 @@ def prefer_general(first: str, second: Result, probs: np.ndarray, general: Model
     general model does, but the general model knows every symbol, so it can judge the preset model's string."""
     if second.text == first or second.score < GENERAL_MIN:
         return False
-    if any(c not in general.classes for c in first):
-        return True
-    labels = [general.classes.index(c) for c in first]
-    return string_score(probs, labels, general.decoder, len(general.classes)) < IMPLAUSIBLE
+    return plausibility(first, probs, general) < IMPLAUSIBLE
+
+
+def general_doubts(first: str, second: Result, probs: np.ndarray, general: ModelInfo) -> bool:
+    """Whether the general model's ``second`` reading makes a preset model's sure answer ``first`` unsure: it reads
+    another string and gives ``first`` less than DOUBTFUL. A preset model cannot know a symbol it never saw: on
+    another configuration of its size and style (a site that edited allowed_symbols) it reads the foreign symbols as
+    its own, sure, while the general model knows all 36."""
+    return second.text != first and plausibility(first, probs, general) < DOUBTFUL
+
+
+def plausibility(text: str, probs: np.ndarray, general: ModelInfo) -> float:
+    """The general model's probability of ``text`` (0 for a symbol it does not know)."""
+    if any(c not in general.classes for c in text):
+        return 0.0
+    return string_score(probs, [general.classes.index(c) for c in text], general.decoder, len(general.classes))
 
 
 def route(models: Iterable[ModelInfo], pixels: np.ndarray) -> ModelInfo:

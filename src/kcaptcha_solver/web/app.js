@@ -7,7 +7,7 @@
 // A picture that is no model's size (a screenshot, a loose crop) goes to locate.js, the page's copy of
 // locate.py, which finds the captcha in it: loaded after the first answer too, or at once for such a picture.
 // The words come from strings.json, which site.py embeds in the page.
-import { confident, fit, fitsLength, isGeneral, preferGeneral, read, route } from './reading.js';
+import { confident, fit, fitsLength, generalDoubts, isGeneral, preferGeneral, read, route } from './reading.js';
 import { fetchModel, initBackend, loadModel, predict } from './runtime/index.js';
 
 performance.mark('app-start');
@@ -236,16 +236,23 @@ async function run(blob, name) {
   let reading = await readWith(entry, fits, picture, found, [w, h, shaped], found ? found.shifts : [[0, 0]]);
   // As solver.py's _read: in Auto, the general model (loaded now, the first time) reads again what a specialist
   // read of a captcha found filling a captcha-sized picture (found.entire: another configuration's?), reading
-  // that whole picture as it was trained to, or of a bare picture whose reading is not confident() (below the
-  // model's sure_min, or a length it does not read). Its answer stands when the specialist's has a length the
-  // specialist never reads (surely wrong), or else when preferGeneral() says so.
+  // that whole picture as it was trained to, or of a bare picture, unless its reading is confident() and made only
+  // of symbols the model trusts (entry.trusted: gnuboard5's digits). Its answer stands when the specialist's has a
+  // length the specialist never reads (surely wrong), or else when preferGeneral() says so (for a confident
+  // reading of a bare picture, only when the general model's holds a symbol the specialist does not know); else
+  // the specialist's answer stands, unsure when generalDoubts() it.
   const general = state.catalog.find(isGeneral);
-  const whole = found ? found.entire : !confident(reading.verdict.score, reading.text, entry) && picture;
+  const own = !found && confident(reading.verdict.score, reading.text, entry);
+  const checked = !own || ![...reading.text].every((ch) => entry.trusted.includes(ch));
+  const whole = found ? found.entire : checked && picture;
   if ($('model-select').value === 'auto' && general && entry !== general && whole) {
     const second = await readWith(general, general, whole, null, [whole.width, whole.height, whole.rgb], [[0, 0]]);
-    const stands = preferGeneral(reading.text, second, second.data, second.steps, general);
+    const foreign = ![...second.text].every((ch) => entry.classes.includes(ch));
+    const stands = preferGeneral(reading.text, second, second.data, second.steps, general) && (!own || foreign);
     if (!fitsLength(reading.text, entry) || stands) {
       [reading, found, picture] = [second, null, whole]; // read whole, as Python's Result.box None
+    } else if (reading.verdict.sure && generalDoubts(reading.text, second, second.data, second.steps, general)) {
+      reading = { ...reading, verdict: { ...reading.verdict, sure: false, doubt: ['unsure_general', { text: second.text }] } };
     }
   }
   markOnce('first-answer');

@@ -126,9 +126,10 @@ export function route(entries, width, height, rgb) {
   return { entry: same.reduce((a, b) => (gap(b) < gap(a) ? b : a)), ink };
 }
 
-// solver.py's GENERAL_MIN and IMPLAUSIBLE (see prefer_general there).
+// solver.py's GENERAL_MIN, IMPLAUSIBLE and DOUBTFUL (see prefer_general and general_doubts there).
 const GENERAL_MIN = 0.5;
 const IMPLAUSIBLE = 1e-4;
+const DOUBTFUL = 1e-2;
 
 /**
  * solver.py's prefer_general(): whether the general model's reading `second` (read()'s, of probs with `steps`
@@ -137,11 +138,24 @@ const IMPLAUSIBLE = 1e-4;
  */
 export function preferGeneral(first, second, probs, steps, general) {
   if (second.text === first || second.score < GENERAL_MIN) return false;
+  return plausibility(first, probs, steps, general) < IMPLAUSIBLE;
+}
+
+/**
+ * solver.py's general_doubts(): whether the general model's reading `second` makes a preset model's sure answer
+ * `first` unsure: it reads another string and gives `first` less than DOUBTFUL.
+ */
+export function generalDoubts(first, second, probs, steps, general) {
+  return second.text !== first && plausibility(first, probs, steps, general) < DOUBTFUL;
+}
+
+/** solver.py's plausibility(): the general model's probability of `text` (0 for a symbol it does not know). */
+function plausibility(text, probs, steps, general) {
   const k = general.classes.length + 1;
   const rows = Array.from({ length: steps }, (_, s) => probs.subarray(s * k, (s + 1) * k));
-  const labels = [...first].map((ch) => general.classes.indexOf(ch));
-  if (labels.includes(-1)) return true;
-  return stringScore(rows, labels, general.decoder, k - 1) < IMPLAUSIBLE;
+  const labels = [...text].map((ch) => general.classes.indexOf(ch));
+  if (labels.includes(-1)) return 0;
+  return stringScore(rows, labels, general.decoder, k - 1);
 }
 
 /** A general model reads any picture stretched to its input, which is no captcha's size (solver.py's ModelInfo.general). */
