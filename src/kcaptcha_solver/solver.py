@@ -102,10 +102,11 @@ FILL_HEIGHT = 0.8  # a found captcha this share of a captcha-sized picture's hei
 # 58 % of the others that locate found filling the picture gained (13.5 % read right before).
 GENERAL_MIN, IMPLAUSIBLE = 0.5, 1e-4
 # general_doubts: a specialist's sure answer is no longer sure when the general model reads another string and gives
-# the specialist's less than DOUBTFUL. Chosen on generated images (1,000 per set, training-range seeds): each preset,
+# the specialist's less than DOUBTFUL. Chosen on generated images (1,000 per set, seeds from 5,500,000): each preset,
 # and each preset's settings with another symbol set (a site that edited allowed_symbols). Of those foreign captchas,
-# seed-l2's model read 118-153 of 300 wrong and sure, kcaptcha-default's 35-71, gnuboard5's 9-13; with the check at
-# DOUBTFUL, 0-7, 5-16 and 0-1, while kcaptcha-default's own sure share went 96.9 -> 96.3 % (95.8 at 0.03, 92.7 at 0.1).
+# auto had read 396-564 per set wrong and sure at seed-l2's settings, 184-228 at kcaptcha-default's, 16-36 at
+# gnuboard5's; with the check at DOUBTFUL, 2-21, 28-33 and 1-2, while kcaptcha-default's own sure share went
+# 97.1 -> 96.3 % (96.8 at 3e-3, 95.8 at 3e-2: the general model reads that style at 88 %, so it doubts right answers).
 DOUBTFUL = 1e-2
 
 
