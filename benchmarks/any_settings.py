@@ -34,6 +34,7 @@ from kcaptcha_solver.generator import ALPHABET, SYMBOL_SETS, CaptchaConfig
 ROOT = Path(__file__).resolve().parents[1]
 FIRST_SEED = 96_000_000  # tools/eval_any.py's `any` family
 BATCH = 256
+SYMBOL_NAMES = {symbols: name for name, symbols in SYMBOL_SETS.items()} | {ALPHABET: "all 36"}
 
 
 def _bucket(value: float, edges: tuple[float, ...], unit: str = "") -> str:
@@ -42,11 +43,6 @@ def _bucket(value: float, edges: tuple[float, ...], unit: str = "") -> str:
         if low <= value < high:
             return f"{low:g}-{high - 1:g}{unit}" if high - low > 1 else f"{low:g}{unit}"
     return f"{edges[-1]:g}+{unit}"
-
-
-def _symbols(config: CaptchaConfig) -> str:
-    names = {symbols: name for name, symbols in SYMBOL_SETS.items()} | {ALPHABET: "all 36"}
-    return names.get(config.allowed_symbols, "a random subset")
 
 
 def _colours(config: CaptchaConfig) -> str:
@@ -67,7 +63,7 @@ SETTINGS: dict[str, Callable[[CaptchaConfig, str], str]] = {
     "engine": lambda c, _: {"2.x": "KCAPTCHA 2.x", "1.2": "gnuboard 5.1+ (1.2.6 modified)",
                             "1.2-original": "KCAPTCHA 1.2.6"}[c.engine],
     "atlases": lambda c, _: "1.2.x's 22 older" if c.fonts == FONTS_1_2 else "2.x's 3 bold",
-    "symbols": lambda c, _: _symbols(c),
+    "symbols": lambda c, _: SYMBOL_NAMES.get(c.allowed_symbols, "a random subset"),
     "length": lambda _, text: str(len(text)),
     "fluctuation": lambda c, _: _bucket(c.fluctuation_amplitude, (0, 3, 6, 9)),
     "spaces": lambda c, _: "no_spaces" if c.no_spaces else "spaces",

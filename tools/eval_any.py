@@ -84,28 +84,22 @@ def timing(solver: Solver, images: list[bytes]) -> dict:
             "cpu_ms_mean": round(statistics.mean(cpu), 3)}
 
 
-def edited_sets(fonts: str | None = None) -> dict[str, Callable[[int], Sample]]:
-    """Each preset's settings with each other symbol set: name -> the sample of a seed."""
-    sets = {}
-    for preset, config in PRESETS.items():
-        for name, symbols in SYMBOL_SETS.items():
-            if symbols != config.allowed_symbols and (preset, name) != ("gnuboard5", "hex"):
-                drawn = Generator(replace(config, name=f"{preset}+{name}", allowed_symbols=symbols), fonts_dir=fonts)
-                sets[f"{preset}+{name}"] = partial(drawn.draw, boxes=False)
-    return sets
+# Each preset's settings with each other symbol set (gnuboard5's hex line is the hex-160x60 family).
+EDITED = {f"{preset}+{name}": replace(config, name=f"{preset}+{name}", allowed_symbols=symbols)
+          for preset, config in PRESETS.items() for name, symbols in SYMBOL_SETS.items()
+          if symbols != config.allowed_symbols and (preset, name) != ("gnuboard5", "hex")}
 
 
 def families(solver: Solver, count: int, fonts: str | None = None, timed: int = 0, which: str = "families"
              ) -> dict[str, dict]:
-    """:func:`score` on ``count`` PHP-encoded images of each of general.FAMILIES and/or :func:`edited_sets`, seeds
-    as the docstring says."""
-    edited = edited_sets(fonts)
-    firsts = {name: EVAL_SEED + k * 1_000_000 for k, name in enumerate([*general.FAMILIES, *edited])}
+    """:func:`score` on ``count`` PHP-encoded images of each of general.FAMILIES and/or EDITED, seeds as the
+    docstring says."""
+    firsts = {name: EVAL_SEED + k * 1_000_000 for k, name in enumerate([*general.FAMILIES, *EDITED])}
     sets: dict[str, Callable[[int], Sample]] = {}
     if which != "edited":
         sets |= {family: partial(general.sample, fonts_dir=fonts, family=family) for family in general.FAMILIES}
     if which != "families":
-        sets |= edited
+        sets |= {name: partial(Generator(config, fonts_dir=fonts).draw, boxes=False) for name, config in EDITED.items()}
     report = {}
     for family, sample in sets.items():
         t0 = time.perf_counter()
