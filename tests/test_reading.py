@@ -37,7 +37,8 @@ for (const c of spec.route) {
 for (const c of spec.prefer) {
   const [probs, steps, general] = [Float32Array.from(c.probs.flat()), c.probs.length, spec.models[c.model]];
   out.prefer.push(preferGeneral(c.first, read(probs, steps, general), probs, steps, general));
-  out.doubt.push(generalDoubts(c.first, read(probs, steps, general), probs, steps, general));
+  out.doubt.push(generalDoubts(c.first, read(probs, steps, general), probs, steps, general,
+                               spec.models[c.specialist ?? 'pos']));
 }
 for (const c of spec.fit) {
   const [[W, H], [w, h]] = [c.from, c.to];
@@ -127,7 +128,8 @@ def test_the_page_reads_routes_and_resamples_as_the_spec_says() -> None:
 def test_python_prefers_the_general_model_as_the_spec_says(case: dict) -> None:
     general, probs = info(case["model"]), np.asarray(case["probs"], np.float32)
     assert prefer_general(case["first"], read(probs, general), probs, general) == case["prefer"]
-    assert general_doubts(case["first"], read(probs, general), probs, general) == case["doubt"]
+    specialist = info(case.get("specialist", "pos"))
+    assert general_doubts(case["first"], read(probs, general), probs, general, specialist) == case["doubt"]
 
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -324,8 +325,36 @@ def test_train_refuses_screen_scales_out_of_range(
     assert not (tmp_path / "run").exists()
 
 
-def test_train_refuses_a_screen_share_outside_0_to_1(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    code = main(["train", "--preset", "seed-l2", "--screen", "1.5", "--epochs", "1", "--out", str(tmp_path / "run")])
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--screen", "1.5", "screen share"), ("--other-symbols", "-0.1", "other-symbols share"),
+    ("--other-symbols", "1.2", "other-symbols share")])
+def test_train_refuses_a_share_outside_0_to_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture, flag: str, value: str, message: str
+) -> None:
+    code = main(["train", "--preset", "seed-l2", flag, value, "--epochs", "1", "--out", str(tmp_path / "run")])
     assert code == 2
-    assert "screen share" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_other_symbols_draw_a_share_of_captchas_with_another_symbol_set(shared_dir: Path) -> None:
+    """--other-symbols: the model reads the 36 symbols; that share of the images (picked per seed, the same on every
+    call) has one of the other sets' symbols, drawn otherwise as the preset draws (same size, length, style)."""
+    from kcaptcha_solver.generator import SYMBOL_SETS
+    from kcaptcha_solver.train import drawer
+
+    plain = TrainConfig(preset="kcaptcha-default", fonts_dir=str(shared_dir / "fonts"))
+    mixed = replace(plain, other_symbols=0.5)
+    assert mixed.task().classes == "0123456789abcdefghijklmnopqrstuvwxyz" != plain.task().classes
+    own, draw = drawer(plain), drawer(mixed)
+    seeds = range(2_000_000, 2_000_060)
+    images = [draw(s) for s in seeds]
+    assert [label for _, label in images] == [draw(s)[1] for s in seeds]
+    same = [np.array_equal(image, own(s)[0]) for s, (image, _) in zip(seeds, images, strict=True)]
+    assert 15 <= sum(same) <= 45  # the preset's own images where no other set was picked
+    foreign = [label for (_, label), kept in zip(images, same, strict=True) if not kept]
+    sets = {next(name for name, symbols in SYMBOL_SETS.items() if name != "kcaptcha-2.x" and set(label) <= set(symbols))
+            for label in foreign}
+    assert {"digits", "all"} <= sets
+    assert all(image.shape == (92, 160, 3) and 5 <= len(label) <= 7 for image, label in images)
+    assert any(set(label) - set(plain.task().classes) for label in foreign)

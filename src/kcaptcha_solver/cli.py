@@ -392,8 +392,9 @@ def _add_solve(sub: argparse._SubParsersAction) -> None:
         "'unsure (score S)' when the model's probability "
         "of the whole answer is below its calibrated threshold (a second look, or a fresh captcha, is worth it). "
         "A file that cannot be read gets an error line and a "
-        "non-zero exit at the end; the other files are still solved. A named model forced on an image that is "
-        "not its own answers with a warning line on stderr.",
+        "non-zero exit at the end; the other files are still solved. A warning line on stderr says why an answer "
+        "may be wrong: a named model forced on an image that is not its own, or (auto) the general model reading "
+        "another string.",
     )
     p.add_argument("files", nargs="+", metavar="FILE",
                    help="image files (a captcha, or a screenshot holding one, up to 4K) or Gnuboard's mp3 captchas; "

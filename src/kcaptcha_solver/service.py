@@ -94,7 +94,8 @@ class SolveResponse(BaseModel):
     resized: bool
     box: list[int] | None  # x, y, width, height of the captcha found in the input; null: a bare captcha, read whole
     kind: str  # "image", or "audio" (Gnuboard's mp3 captcha; model is then its voice set)
-    warning: str | None  # why the answer may be wrong (a model forced on an image not its own); null: none
+    warning: str | None  # why the answer may be wrong (a model forced on an image not its own, or the general model
+    # reading another string); null: none
     score: float  # the model's probability of the whole answer (4 places); 1.0 for audio, read exactly
     sure: bool  # score reaches the model's calibrated threshold; false: worth a second look
 

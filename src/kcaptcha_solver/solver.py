@@ -36,10 +36,11 @@ How a request flows
 * **route**: with ``"auto"`` (the default), :func:`route` picks the shipped model for the
   picture's size (a located captcha's is its model's), told apart by ink width when two share a
   size; any other picture goes to the general model (``kcaptcha-any``, preset ``any``: every
-  configuration, any size), and it reads again a bare picture that its preset model scored low,
-  or a captcha found filling a captcha-sized picture (see ``Solver._read``). A solver of one named model always uses
-  it, and when the picture is not its size, or ``route`` would pick another model, says so in
-  :attr:`Result.warning` (the CLI prints it, the service returns and logs it).
+  configuration, any size), and it reads again what a preset model read of a bare picture (unless that reading is
+  confident and of symbols the model trusts) or of a captcha found filling a captcha-sized picture (see
+  ``Solver._read``); when it makes the preset model's answer unsure, :attr:`Result.warning` says what it read.
+  A solver of one named model always uses it, and when the picture is not its size, or ``route`` would pick another
+  model, says so in :attr:`Result.warning` (the CLI prints it, the service returns and logs it).
 * **read**: the model runs once per model and batch on pictures resampled to its input size
   (:func:`kcaptcha_solver.inputs.fit`, nearest neighbour), and :func:`read` turns its
   probabilities into a :class:`Result`, with the thresholds the model file carries
@@ -108,6 +109,11 @@ GENERAL_MIN, IMPLAUSIBLE = 0.5, 1e-4
 # gnuboard5's; with the check at DOUBTFUL, 2-21, 28-33 and 1-2, while kcaptcha-default's own sure share went
 # 97.1 -> 96.3 % (96.8 at 3e-3, 95.8 at 3e-2: the general model reads that style at 88 %, so it doubts right answers).
 DOUBTFUL = 1e-2
+# ... or less than DOUBTFUL_FOREIGN when the general model's string holds a symbol the specialist does not know (it
+# cannot have read that one right). Chosen on the same sets: wrong and sure at kcaptcha-default's settings 28-33 ->
+# 15-22 per 1,000, at seed-l2's 2-21 -> 1-16, for 96.3 -> 96.0 % of kcaptcha-default's own captchas sure (0.2:
+# 6-13 and 95.0 %; doubting every such reading: 5-12 and 93.3 %, under the 95 % that issue 13 asks to keep sure).
+DOUBTFUL_FOREIGN = 5e-2
 
 
 class Picture(NamedTuple):
@@ -178,7 +184,8 @@ class Result:
     what was read: ``"image"``, or ``"audio"`` (Gnuboard's mp3:
     ``model`` is the voice set, every confidence 1.0, the match being exact). ``warning`` says why
     the answer may be wrong although something was read: a named model was made to read an image
-    that is not its size, or that ``"auto"`` would give to another model; None otherwise.
+    that is not its size, or that ``"auto"`` would give to another model; or in ``"auto"``, the general model
+    read another string and made the preset model's answer unsure (:func:`general_doubts`); None otherwise.
     ``score`` is the model's probability of the whole string (see :func:`string_score`), rounded to
     4 places, and ``sure`` says it reaches the model's calibrated ``Reading.sure_min`` on an image the
     calibration covers (its model's size, no ``warning``; a captcha found at another scale is not covered,
@@ -444,8 +451,9 @@ class Solver:
                 if not fits(first.text, info) or (prefer_general(first.text, second, p, general)
                                                   and not (disputed and set(second.text) <= set(info.classes))):
                     out[i] = second
-                elif first.sure and general_doubts(first.text, second, p, general):
-                    out[i] = replace(first, sure=False)
+                elif first.sure and general_doubts(first.text, second, p, general, info):
+                    out[i] = replace(first, sure=False, warning=f"the general model {general.name!r} reads it as "
+                                     f"{second.text!r}: the answer is unsure")
         return out
 
     def _checked(self, result: Result) -> bool:
@@ -574,12 +582,16 @@ def prefer_general(first: str, second: Result, probs: np.ndarray, general: Model
     return plausibility(first, probs, general) < IMPLAUSIBLE
 
 
-def general_doubts(first: str, second: Result, probs: np.ndarray, general: ModelInfo) -> bool:
-    """Whether the general model's ``second`` reading makes a preset model's sure answer ``first`` unsure: it reads
-    another string and gives ``first`` less than DOUBTFUL. A preset model cannot know a symbol it never saw: on
-    another configuration of its size and style (a site that edited allowed_symbols) it reads the foreign symbols as
-    its own, sure, while the general model knows all 36."""
-    return second.text != first and plausibility(first, probs, general) < DOUBTFUL
+def general_doubts(first: str, second: Result, probs: np.ndarray, general: ModelInfo, info: ModelInfo) -> bool:
+    """Whether the general model's ``second`` reading makes the sure answer ``first`` of the preset model ``info``
+    unsure: it reads another string and gives ``first`` less than DOUBTFUL, or less than DOUBTFUL_FOREIGN when its
+    string holds a symbol ``info`` does not know. A preset model cannot know a symbol it never saw: on another
+    configuration of its size and style (a site that edited allowed_symbols) it reads the foreign symbols as its own,
+    sure, while the general model knows all 36."""
+    if second.text == first:
+        return False
+    foreign = not set(second.text) <= set(info.classes)
+    return plausibility(first, probs, general) < (DOUBTFUL_FOREIGN if foreign else DOUBTFUL)
 
 
 def plausibility(text: str, probs: np.ndarray, general: ModelInfo) -> float:

@@ -190,13 +190,21 @@ def screen_views(images: np.ndarray, cfg: TrainConfig, seed: int) -> None:
         images[i] = screen_view(images[i], rng, cfg.screen_min, cfg.screen_max)
 
 
+OTHER_SYMBOLS_STREAM = 0x53594D  # --other-symbols picks a set per seed from its own random stream
+
+
 def drawer(cfg: TrainConfig, family: str = general.NAME) -> Callable[[int], tuple[np.ndarray, str]]:
     """seed -> (the image as the network reads it, its label): the preset's, or one of the general model's."""
     if cfg.general:
         return lambda seed: general.draw(seed, cfg.fonts_dir, family)
-    gen = Generator(cfg.captcha_config(), fonts_dir=cfg.fonts_dir)
+    config = cfg.captcha_config()
+    gens = [Generator(config, fonts_dir=cfg.fonts_dir)]
+    if cfg.other_symbols:
+        gens += [Generator(replace(config, allowed_symbols=s), fonts_dir=cfg.fonts_dir) for s in cfg.symbol_sets()[1:]]
 
     def draw(seed: int) -> tuple[np.ndarray, str]:
+        pick = np.random.default_rng([seed, OTHER_SYMBOLS_STREAM]).random()  # apart from the generator's own stream
+        gen = gens[0] if pick >= cfg.other_symbols else gens[1 + int(pick / cfg.other_symbols * (len(gens) - 1))]
         sample = gen.draw(seed, boxes=False)
         return sample.pixels(), sample.label
 
@@ -302,8 +310,11 @@ def train(
 
     out = Path(out)
     cfg.check_seeds()
-    if not 0 <= cfg.screen <= 1:
-        raise ConfigError(f"screen share must be between 0 and 1, got {cfg.screen}")
+    for name, share in (("screen", cfg.screen), ("other-symbols", cfg.other_symbols)):
+        if not 0 <= share <= 1:
+            raise ConfigError(f"{name} share must be between 0 and 1, got {share}")
+    if cfg.other_symbols and cfg.general:
+        raise ConfigError("--other-symbols widens a preset's symbols; preset 'any' draws its own per image")
     if not 0.1 <= cfg.screen_min <= cfg.screen_max <= SCREEN_MAX:
         raise ConfigError(f"--screen-min and --screen-max must be scales with 0.1 <= min <= max <= {SCREEN_MAX}, "
                           f"got {cfg.screen_min} and {cfg.screen_max}")

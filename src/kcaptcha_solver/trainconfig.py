@@ -12,7 +12,7 @@ from typing import Any
 
 from . import general
 from .errors import ConfigError, did_you_mean
-from .generator import CaptchaConfig, config_from_dict, get_preset
+from .generator import SYMBOL_SETS, CaptchaConfig, config_from_dict, get_preset
 
 RESERVED_SEEDS = range(70_000_000, 90_000_000)
 # Keys of runs written before a field was renamed: old name -> new name. Fields added later need no
@@ -55,6 +55,11 @@ class TrainConfig:
                           metavar="FILE.json")
     init: str | None = option(None, "start from these weights with a fresh schedule (fine-tune, e.g. a preset "
                               "model for your site's config)", metavar="CHECKPOINT")
+    # Sites edit allowed_symbols more than anything else (Gnuboard's own config carries a hex line); a model that
+    # never saw a symbol reads it as one of its own, often sure (solver.general_doubts). Issue 13.
+    other_symbols: float = option(0.0, "share of images drawn with another of generator.SYMBOL_SETS' symbols than "
+                                  "the config's (a site that edited allowed_symbols); the model reads all of them",
+                                  metavar="SHARE")
     # Screens show the 160x60 captcha at 0.63x (desktop, DPR 1) to 1.9x (DPR 3); locate.py brings it back.
     screen: float = option(0.0, "share of images seen as a screenshot shows them (scaled --screen-min to "
                            "--screen-max and back), to read screenshots", metavar="SHARE")
@@ -118,7 +123,15 @@ class TrainConfig:
                 raise ConfigError("--config sets one site's configuration; preset 'any' draws its own per image")
             return general.TASK
         captcha = self.captcha_config()
-        return general.Task(*captcha.image_size, captcha.classes, captcha.length)
+        return general.Task(*captcha.image_size, self.symbol_sets()[0] if self.other_symbols else captcha.classes,
+                            captcha.length)
+
+    def symbol_sets(self) -> list[str]:
+        """With ``other_symbols``: the classes read (every set's symbols), then each other set's symbols that
+        --other-symbols draws from, one picked per image (generator.SYMBOL_SETS less the config's own)."""
+        own = self.captcha_config().classes
+        others = sorted({"".join(sorted(s)) for s in SYMBOL_SETS.values()} - {own})
+        return ["".join(sorted(set(own).union(*others))), *others]
 
     def check_seeds(self) -> None:
         """Refuse any training or validation seed in the reserved evaluation range."""

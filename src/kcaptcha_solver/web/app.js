@@ -251,7 +251,7 @@ async function run(blob, name) {
     const stands = preferGeneral(reading.text, second, second.data, second.steps, general) && (!own || foreign);
     if (!fitsLength(reading.text, entry) || stands) {
       [reading, found, picture] = [second, null, whole]; // read whole, as Python's Result.box None
-    } else if (reading.verdict.sure && generalDoubts(reading.text, second, second.data, second.steps, general)) {
+    } else if (reading.verdict.sure && generalDoubts(reading.text, second, second.data, second.steps, general, entry)) {
       reading = { ...reading, verdict: { ...reading.verdict, sure: false, doubt: ['unsure_general', { text: second.text }] } };
     }
   }
