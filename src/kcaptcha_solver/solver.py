@@ -426,13 +426,14 @@ class Solver:
         space, 132 were read from finds by a specialist, 74 right; the general model read 112 of their pictures
         right, whole)."""
         out: list[Result] = [None] * len(pictures)  # type: ignore[list-item]  # every index is in one group
+        firsts: list[np.ndarray] = [None] * len(pictures)  # type: ignore[list-item]  # each reading's probabilities
         groups: dict[str, list[int]] = {}
         for i, picture in enumerate(pictures):
             groups.setdefault(self._route(picture.pixels).name, []).append(i)
         for name, idx in groups.items():
-            results, _ = self._run(self.models[name], [pictures[i] for i in idx])
-            for i, result in zip(idx, results, strict=True):
-                out[i] = result
+            results, probs = self._run(self.models[name], [pictures[i] for i in idx])
+            for i, result, p in zip(idx, results, probs, strict=True):
+                out[i], firsts[i] = result, p
         general = self._general
         again = [i for i, r in enumerate(out) if general and r.model != general.name
                  and (pictures[i].entire is not None or pictures[i].box is None and self._checked(r))]
@@ -447,8 +448,9 @@ class Solver:
                 # on its configuration alone, reads better (kcaptcha-default's: 99.7 % of 1,000 generated, the
                 # general model 87.7 %), so the general model can only make it unsure.
                 disputed = pictures[i].entire is None and confident(first.score, first.text, info)
-                # a specialist's reading of a length it never reads is wrong whatever the general model says
-                if not fits(first.text, info) or (prefer_general(first.text, second, p, general)
+                # a specialist's best path of a length it never reads is wrong whatever the general model says
+                # (mend() may have made it fit: a guess, which the general model's reading of the whole beats)
+                if not fits(unmended(firsts[i], info), info) or (prefer_general(first.text, second, p, general)
                                                   and not (disputed and set(second.text) <= set(info.classes))):
                     out[i] = second
                 elif first.sure and general_doubts(first.text, second, p, general, info):
@@ -696,10 +698,13 @@ def read(probs: np.ndarray, info: ModelInfo) -> Result:
     ``info.reading.sure_min`` and its length is one the model reads (``length_min``..``length_max``): a CTC
     model can drop a character with full confidence (``c5`` read ``5`` at 0.9982 by the general model,
     ``a2`` read ``2`` by kcaptcha-default, which reads 5-7), and no site draws a string of another length.
+    For the same reason a CTC reading one character off those lengths is :func:`mend`-ed first.
     """
     rules = info.reading
     none = len(info.classes)
     best = probs.argmax(axis=1)
+    if info.decoder == "ctc":
+        best = mend(best, probs, info)
     steps = _char_steps(best, probs, info.decoder, none)
     text = "".join(info.classes[best[s]] for s in steps)
     conf = tuple(round(float(probs[s, best[s]]), 4) for s in steps)
@@ -714,6 +719,47 @@ def read(probs: np.ndarray, info: ModelInfo) -> Result:
                           for k in order[: rules.alternatives_max]))
     score = round(string_score(probs, [int(best[s]) for s in steps], info.decoder, none), 4)
     return Result(text, conf, tuple(alts), info.name, 0.0, False, score=score, sure=confident(score, text, info))
+
+
+def mend(best: np.ndarray, probs: np.ndarray, info: ModelInfo) -> np.ndarray:
+    """A CTC best path whose string is one character shorter or longer than the model reads -> the path of the
+    likeliest string (:func:`string_score`) of a length it reads among those that one change to the path gives:
+    a step set to the blank or to its likeliest symbol, or one character's run set to the blank. Any other path is
+    returned as it is, as is this one when no change reaches such a length.
+
+    Most misreads of small screenshots are a dropped character (kcaptcha-default shown 66x38 px, 0.41x: a narrow
+    ``i``, one of a doubled pair), and its step still holds that character's probability (``7aea9`` read ``7aa9``,
+    ``ddxz4`` read ``ddx4``; mended, both read right). The reading stays unsure: it reaches ``sure_min`` rarely,
+    and in "auto" the general model's reading of a bare picture still replaces it (:meth:`Solver._read`)."""
+    none = len(info.classes)
+    text = _labels(best, none)
+    if not info.length_min - 1 <= len(text) <= info.length_max + 1 or info.length_min <= len(text) <= info.length_max:
+        return best
+    changes = [(t, k) for t in range(len(best)) for k in (none, int(probs[t, :none].argmax())) if k != best[t]]
+    runs = np.flatnonzero(np.diff(best, prepend=-1))
+    paths = [np.where(np.arange(len(best)) == t, k, best) for t, k in changes]
+    paths += [np.where((np.arange(len(best)) >= a) & (np.arange(len(best)) < b), none, best)
+              for a, b in zip(runs, [*runs[1:], len(best)], strict=True) if best[a] != none]
+    scores: dict[tuple[int, ...], float] = {}
+    chosen, top = best, -1.0
+    for path in paths:  # the first of equal scores, in this order
+        labels = tuple(_labels(path, none))
+        if info.length_min <= len(labels) <= info.length_max and labels not in scores:
+            scores[labels] = string_score(probs, list(labels), "ctc", none)
+            if scores[labels] > top:
+                chosen, top = path, scores[labels]
+    return chosen
+
+
+def unmended(probs: np.ndarray, info: ModelInfo) -> str:
+    """The string of the model's best path, before :func:`mend`."""
+    best = probs.argmax(axis=1)
+    return "".join(info.classes[best[s]] for s in _char_steps(best, probs, info.decoder, len(info.classes)))
+
+
+def _labels(path: np.ndarray, none: int) -> list[int]:
+    """A CTC path's string, as class indices: runs collapsed, blanks dropped."""
+    return [int(k) for i, k in enumerate(path) if k != none and (i == 0 or k != path[i - 1])]
 
 
 def confident(score: float, text: str, info: ModelInfo) -> bool:

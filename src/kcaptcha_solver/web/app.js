@@ -237,10 +237,10 @@ async function run(blob, name) {
   // As solver.py's _read: in Auto, the general model (loaded now, the first time) reads again what a specialist
   // read of a captcha found filling a captcha-sized picture (found.entire: another configuration's?), reading
   // that whole picture as it was trained to, or of a bare picture, unless its reading is confident() and made only
-  // of symbols the model trusts (entry.trusted: gnuboard5's digits). Its answer stands when the specialist's has a
-  // length the specialist never reads (surely wrong), or else when preferGeneral() says so (for a confident
-  // reading of a bare picture, only when the general model's holds a symbol the specialist does not know); else
-  // the specialist's answer stands, unsure when generalDoubts() it.
+  // of symbols the model trusts (entry.trusted: gnuboard5's digits). Its answer stands when the specialist's best
+  // path has a length the specialist never reads (surely wrong, mended or not), or else when preferGeneral() says
+  // so (for a confident reading of a bare picture, only when the general model's holds a symbol the specialist does
+  // not know); else the specialist's answer stands, unsure when generalDoubts() it.
   const general = state.catalog.find(isGeneral);
   const own = !found && confident(reading.verdict.score, reading.text, entry);
   const checked = !own || ![...reading.text].every((ch) => entry.trusted.includes(ch));
@@ -249,7 +249,7 @@ async function run(blob, name) {
     const second = await readWith(general, general, whole, null, [whole.width, whole.height, whole.rgb], [[0, 0]]);
     const foreign = ![...second.text].every((ch) => entry.classes.includes(ch));
     const stands = preferGeneral(reading.text, second, second.data, second.steps, general) && (!own || foreign);
-    if (!fitsLength(reading.text, entry) || stands) {
+    if (!fitsLength(reading.unmended, entry) || stands) {
       [reading, found, picture] = [second, null, whole]; // read whole, as Python's Result.box None
     } else if (reading.verdict.sure && generalDoubts(reading.text, second, second.data, second.steps, general, entry)) {
       reading = { ...reading, verdict: { ...reading.verdict, sure: false, doubt: ['unsure_general', { text: second.text }] } };
@@ -293,14 +293,14 @@ async function readWith(entry, fits, picture, found, [w, h, shaped], shifts) {
     for (const other of await readings(views)) if (other.answer.score > best.answer.score) best = other;
   }
   const modelMs = performance.now() - t0;
-  const { probs: data, steps, answer: { text, chars, score, sure } } = best;
+  const { probs: data, steps, answer: { text, chars, score, sure, unmended } } = best;
   const covered = isGeneral(entry) ? !found : !resized;
   const doubt =
     (fits !== entry && ['unsure_other', { model: fits.name }]) ||
     (!covered && ['unsure_resized']) ||
     (!sure && ['unsure_low', { min: exact(entry.sure_min) }]);
   const verdict = { score, sure: !doubt, doubt };
-  return { entry, text, score, chars, meta, resized, modelMs, data, steps, verdict };
+  return { entry, text, unmended, score, chars, meta, resized, modelMs, data, steps, verdict };
 }
 
 /** The catalogue's models of a captcha's own size: the shapes locate.js searches for (a general model's input is none). */

@@ -17,20 +17,26 @@ const round6 = (x) => Math.round(x * 1e6) / 1e6;
  * entry.alternative_min likely (at most entry.alternatives_max, most likely first, ties by class);
  * ch "" is "none": the string may end there. score is stringScore() rounded to 4 places, and the answer
  * is sure when confident(): it reaches entry.sure_min (the model's calibrated threshold) with a length the
- * model reads.
+ * model reads. A CTC best path one character off those lengths is mend()-ed first; unmended is the best path's
+ * own string.
  */
 export function read(probs, steps, entry) {
   const { classes, decoder } = entry;
   const k = classes.length + 1;
   const none = k - 1;
   const rows = [];
-  const best = [];
+  let best = [];
   for (let s = 0; s < steps; s++) {
     const row = probs.subarray(s * k, (s + 1) * k);
     let b = 0;
     for (let c = 1; c < k; c++) if (row[c] > row[b]) b = c;
     rows.push(row);
     best.push(b);
+  }
+  let unmended = null;
+  if (decoder === 'ctc') {
+    unmended = labelsOf(best, none).map((c) => classes[c]).join('');
+    best = mend(best, rows, entry);
   }
   const picked = [];
   if (decoder === 'ctc') {
@@ -60,7 +66,46 @@ export function read(probs, steps, entry) {
   const labels = picked.map((s) => best[s]);
   const score = round4(stringScore(rows, labels, decoder, none));
   const text = chars.map((c) => c.ch).join('');
-  return { text, chars, score, sure: confident(score, text, entry) };
+  return { text, chars, score, sure: confident(score, text, entry), unmended: unmended ?? text };
+}
+
+/**
+ * solver.py's mend(): a CTC best path whose string is one character shorter or longer than the model reads ->
+ * the path of the likeliest string (stringScore) of a length it reads among those one change to the path gives:
+ * a step set to the blank or to its likeliest symbol, or one character's run set to the blank (the first of
+ * equal scores, in that order). Any other path is returned as it is, as is this one when no change fits.
+ */
+function mend(best, rows, entry) {
+  const none = entry.classes.length;
+  const fits = (n) => n >= entry.length_min && n <= entry.length_max;
+  const length = labelsOf(best, none).length;
+  if (length < entry.length_min - 1 || length > entry.length_max + 1 || fits(length)) return best;
+  const paths = [];
+  best.forEach((b, t) => {
+    let top = 0;
+    for (let c = 1; c < none; c++) if (rows[t][c] > rows[t][top]) top = c;
+    for (const k of [none, top]) if (k !== b) paths.push(best.map((x, s) => (s === t ? k : x)));
+  });
+  for (let start = 0, end = 1; start < best.length; start = end, end = start + 1) {
+    while (end < best.length && best[end] === best[start]) end++;
+    if (best[start] !== none) paths.push(best.map((x, s) => (s >= start && s < end ? none : x)));
+  }
+  const seen = new Set();
+  let [chosen, top] = [best, -1];
+  for (const path of paths) {
+    const labels = labelsOf(path, none);
+    const key = labels.join(',');
+    if (!fits(labels.length) || seen.has(key)) continue;
+    seen.add(key);
+    const score = stringScore(rows, labels, 'ctc', none);
+    if (score > top) [chosen, top] = [path, score];
+  }
+  return chosen;
+}
+
+/** A CTC path's string, as class indices: runs collapsed, blanks dropped. */
+function labelsOf(path, none) {
+  return path.filter((k, i) => k !== none && (i === 0 || k !== path[i - 1]));
 }
 
 /** As solver.py's confident(): the calibrated score, and a length the model reads (a CTC model can drop a
