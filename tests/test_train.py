@@ -358,3 +358,6 @@ def test_other_symbols_draw_a_share_of_captchas_with_another_symbol_set(shared_d
     assert {"digits", "all"} <= sets
     assert all(image.shape == (92, 160, 3) and 5 <= len(label) <= 7 for image, label in images)
     assert any(set(label) - set(plain.task().classes) for label in foreign)
+    # the card's command names it only when a run set it: the commands of runs before it existed stay as they ran
+    assert "--other-symbols" not in plain.recipe_args()
+    assert mixed.recipe_args()[mixed.recipe_args().index("--other-symbols") + 1] == "0.5"

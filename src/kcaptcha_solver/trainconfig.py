@@ -20,9 +20,10 @@ RESERVED_SEEDS = range(70_000_000, 90_000_000)
 RENAMED: dict[str, str] = {}
 
 
-def option(default: Any, help: str, flag: str | None = None, recipe: bool = True, **extra: Any) -> Any:  # noqa: A002
+def option(default: Any, help: str, flag: str | None = None, recipe: bool | str = True, **extra: Any) -> Any:  # noqa: A002
     """A field with its ``kcaptcha train`` option: ``help``, and ``flag`` when it is not ``--field-name``.
-    ``recipe=False`` marks how a machine runs the training (not what it learns): model cards leave it out."""
+    ``recipe=False`` marks how a machine runs the training (not what it learns): model cards leave it out;
+    ``recipe="set"`` an option added later, named only when a run sets it (older cards' commands stay as run)."""
     meta = {"help": help, "flag": flag, "recipe": recipe, **extra}
     if isinstance(default, dict):
         return field(default_factory=dict, metadata=meta)
@@ -59,7 +60,7 @@ class TrainConfig:
     # never saw a symbol reads it as one of its own, often sure (solver.general_doubts). Issue 13.
     other_symbols: float = option(0.0, "share of images drawn with another of generator.SYMBOL_SETS' symbols than "
                                   "the config's (a site that edited allowed_symbols); the model reads all of them",
-                                  metavar="SHARE")
+                                  recipe="set", metavar="SHARE")
     # Screens show the 160x60 captcha at 0.63x (desktop, DPR 1) to 1.9x (DPR 3); locate.py brings it back.
     screen: float = option(0.0, "share of images seen as a screenshot shows them (scaled --screen-min to "
                            "--screen-max and back), to read screenshots", metavar="SHARE")
@@ -154,6 +155,8 @@ class TrainConfig:
             value = getattr(self, f.name)
             if f.name == "family_count" and not self.families:
                 continue  # validates nothing outside preset any
+            if f.metadata["recipe"] == "set" and value == default_of(f):
+                continue
             if f.metadata["recipe"] and value not in (None, {}):
                 args += [flag_of(f), "FILE.json" if isinstance(value, dict) else str(value)]
         return args
