@@ -735,11 +735,11 @@ def mend(best: np.ndarray, probs: np.ndarray, info: ModelInfo) -> np.ndarray:
     text = _labels(best, none)
     if not info.length_min - 1 <= len(text) <= info.length_max + 1 or info.length_min <= len(text) <= info.length_max:
         return best
-    changes = [(t, k) for t in range(len(best)) for k in (none, int(probs[t, :none].argmax())) if k != best[t]]
-    runs = np.flatnonzero(np.diff(best, prepend=-1))
-    paths = [np.where(np.arange(len(best)) == t, k, best) for t, k in changes]
-    paths += [np.where((np.arange(len(best)) >= a) & (np.arange(len(best)) < b), none, best)
-              for a, b in zip(runs, [*runs[1:], len(best)], strict=True) if best[a] != none]
+    at = np.arange(len(best))
+    paths = [np.where(at == t, k, best) for t in at for k in (none, probs[t, :none].argmax()) if k != best[t]]
+    starts = np.flatnonzero(np.diff(best, prepend=-1))  # each run of one class
+    paths += [np.where((at >= a) & (at < b), none, best)
+              for a, b in zip(starts, [*starts[1:], len(best)], strict=True) if best[a] != none]
     scores: dict[tuple[int, ...], float] = {}
     chosen, top = best, -1.0
     for path in paths:  # the first of equal scores, in this order
