@@ -83,6 +83,20 @@ def test_a_forced_model_on_another_models_image_warns(shared_dir: Path, capsys: 
     assert [r["sure"] for r in rows] == [False, True] and rows[0]["score"] < rows[1]["score"]
 
 
+def test_an_answer_the_general_model_doubts_says_why(shared_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """auto: kcaptcha-default's sure reading of qxixc, which the general model reads qxpxc, is unsure, and the
+    warning line names the other reading; --json carries it in "warning"."""
+    path = next((shared_dir / "kcaptcha-default").glob("qxixc_*"))
+    assert main(["solve", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert re.fullmatch(rf"{re.escape(str(path))} qxixc  unsure \(score 0\.99[0-9]{{2}}\)\n", out), out
+    assert err == f"warning: {path}: the general model 'kcaptcha-any' reads it as 'qxpxc': the answer is unsure\n"
+    assert main(["solve", "--json", str(path)]) == 0
+    row = json.loads(capsys.readouterr().out)
+    assert (row["model"], row["sure"], row["warning"]) == (
+        "kcaptcha-default", False, "the general model 'kcaptcha-any' reads it as 'qxpxc': the answer is unsure")
+
+
 def test_a_bad_mp3_is_an_error_line_and_the_rest_is_read(
     shared_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
