@@ -732,8 +732,8 @@ def mend(best: np.ndarray, probs: np.ndarray, info: ModelInfo) -> np.ndarray:
     ``ddxz4`` read ``ddx4``; mended, both read right). The reading stays unsure: it reaches ``sure_min`` rarely,
     and in "auto" the general model's reading of a bare picture still replaces it (:meth:`Solver._read`)."""
     none = len(info.classes)
-    text = _labels(best, none)
-    if not info.length_min - 1 <= len(text) <= info.length_max + 1 or info.length_min <= len(text) <= info.length_max:
+    length = len(_labels(best, none))
+    if not info.length_min - 1 <= length <= info.length_max + 1 or info.length_min <= length <= info.length_max:
         return best
     at = np.arange(len(best))
     paths = [np.where(at == t, k, best) for t in at for k in (none, probs[t, :none].argmax()) if k != best[t]]
