@@ -171,11 +171,13 @@ export function route(entries, width, height, rgb) {
   return { entry: same.reduce((a, b) => (gap(b) < gap(a) ? b : a)), ink };
 }
 
-// solver.py's GENERAL_MIN, IMPLAUSIBLE, DOUBTFUL and DOUBTFUL_FOREIGN (see prefer_general and general_doubts there).
+// solver.py's GENERAL_MIN, IMPLAUSIBLE, DOUBTFUL, DOUBTFUL_FOREIGN and DOUBTFUL_DROPPED (see prefer_general and
+// general_doubts there).
 const GENERAL_MIN = 0.5;
 const IMPLAUSIBLE = 1e-4;
 const DOUBTFUL = 1e-2;
 const DOUBTFUL_FOREIGN = 5e-2;
+const DOUBTFUL_DROPPED = 0.3;
 
 /**
  * solver.py's prefer_general(): whether the general model's reading `second` (read()'s, of probs with `steps`
@@ -189,13 +191,15 @@ export function preferGeneral(first, second, probs, steps, general) {
 
 /**
  * solver.py's general_doubts(): whether the general model's reading `second` makes the sure answer `first` of the
- * preset model `entry` unsure: it reads another string and gives `first` less than DOUBTFUL, or less than
- * DOUBTFUL_FOREIGN when its string holds a symbol `entry` does not know.
+ * preset model `entry` unsure: it reads another string and gives `first` less than DOUBTFUL; less than
+ * DOUBTFUL_FOREIGN when its string holds a symbol `entry` does not know, or DOUBTFUL_DROPPED when that string less
+ * those symbols is `first`.
  */
 export function generalDoubts(first, second, probs, steps, general, entry) {
   if (second.text === first) return false;
-  const foreign = ![...second.text].every((ch) => entry.classes.includes(ch));
-  return plausibility(first, probs, steps, general) < (foreign ? DOUBTFUL_FOREIGN : DOUBTFUL);
+  const known = [...second.text].filter((ch) => entry.classes.includes(ch)).join('');
+  const limit = known === second.text ? DOUBTFUL : known === first ? DOUBTFUL_DROPPED : DOUBTFUL_FOREIGN;
+  return plausibility(first, probs, steps, general) < limit;
 }
 
 /** solver.py's plausibility(): the general model's probability of `text` (0 for a symbol it does not know). */
