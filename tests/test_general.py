@@ -11,6 +11,7 @@ from dataclasses import replace
 import numpy as np
 import onnx
 import pytest
+from PIL import Image, ImageOps
 
 from kcaptcha_solver import Solver, general
 from kcaptcha_solver.cli import main
@@ -242,6 +243,19 @@ def test_a_captcha_filling_a_captcha_sized_picture_is_read_whole_by_the_general_
             assert got.box == picture.box
             kept += 1
     assert replaced >= 30 and kept >= 5  # 66 and 11 when written
+
+
+def test_a_picture_narrower_than_kcaptcha_draws_is_a_shrunk_view_not_another_configuration(auto, shared_dir):
+    """kcaptcha-default's 160x92 with its border cut from a DPR-1 screenshot is 68x40: captcha-sized, but no
+    configuration draws a captcha under 100 px wide, so the general model does not read it again whole (it read
+    this one ``apc``, in place of the preset model's right answer)."""
+    path = shared_dir / "kcaptcha-default" / "bapkc_000298.jpg"
+    with Image.open(path) as im:
+        shown = ImageOps.expand(im.convert("RGB").resize((66, 38), Image.BOX), 1, fill=(137, 137, 137))
+    picture = auto._picture(np.asarray(shown))[0]
+    assert picture.box == (1, 1, 66, 38) and picture.entire is None
+    got = auto.solve(np.asarray(shown))
+    assert (got.text, got.model, got.box) == ("bapkc", "kcaptcha-default", (1, 1, 66, 38))
 
 
 def test_auto_routes_a_captcha_of_no_presets_size_to_the_general_model(auto):

@@ -96,6 +96,7 @@ CARD_ACCURACY = re.compile(r"^[\W_]*accuracy[\W_]*?:?[*_\s|]*([0-9]+(?:\.[0-9]+)
 # The largest picture KCAPTCHA draws (generator.random_config: 100-200 x 40-100 px, +12 for the credits strip).
 # A picture no bigger in which no captcha is found may be a captcha of another configuration: it is read whole.
 CAPTCHA_MAX = (200, 112)
+CAPTCHA_MIN_WIDTH = 100  # nor narrower (generator.random_config): a narrower picture is a shrunk view of one
 FILL_HEIGHT = 0.8  # a found captcha this share of a captcha-sized picture's height, and as wide, fills it
 # prefer_general: the general model's answer replaces a preset model's when it reaches this score (above half, no
 # other string is likelier) and gives the preset model's string less than IMPLAUSIBLE. Chosen on resized real
@@ -132,7 +133,9 @@ class Picture(NamedTuple):
     # The captcha-sized input (CAPTCHA_MAX) that a found captcha fills (as wide, 2 px spare, and FILL_HEIGHT of its
     # height: a credits band below may be cut off): it may be another configuration's captcha, of which the
     # general model reads this whole input, as it was trained to, rather than the resampled crop. (A loose
-    # screenshot crop around a small captcha is captcha-sized too, but its margins are no captcha's.)
+    # screenshot crop around a small captcha is captcha-sized too, but its margins are no captcha's; and one
+    # narrower than CAPTCHA_MIN_WIDTH is a screen's shrunk view: kcaptcha-default's 160x92 cut from a DPR-1
+    # screenshot is 66x38, of which the general model read a generated 3x9gc4 as 3g, in place of the right reading.)
     entire: np.ndarray | None = None
 
 
@@ -534,7 +537,8 @@ class Solver:
             return [Picture(rgb, None)]
         found = locate(rgb, self._sizes)
         if found:
-            fills = [captcha_sized and f.box[2] >= w - 2 and f.box[3] >= FILL_HEIGHT * h for f in found]
+            fills = [captcha_sized and w >= CAPTCHA_MIN_WIDTH and f.box[2] >= w - 2 and f.box[3] >= FILL_HEIGHT * h
+                     for f in found]
             return [Picture(f.pixels, f.box, f.views, rgb if full else None)
                     for f, full in zip(found, fills, strict=True)]
         if captcha_sized:

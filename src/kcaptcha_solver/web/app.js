@@ -16,6 +16,7 @@ const MAX_PIXELS = 3840 * 2160; // a 4K screenshot, and no more: no 200 MB array
 // The largest picture KCAPTCHA draws (solver.py's CAPTCHA_MAX): one no bigger in which no captcha is found may be a
 // captcha of another configuration, and is read whole.
 const CAPTCHA_MAX = [200, 112];
+const CAPTCHA_MIN_WIDTH = 100; // solver.py's: nor narrower; a narrower picture is a shrunk view of one
 const FILL_HEIGHT = 0.8; // solver.py's: a found captcha as wide as the picture and this share of its height fills it
 const LANGUAGES = ['ko', 'en']; // strings.json's; the first the browser lists wins, else English
 
@@ -348,8 +349,9 @@ async function search(bitmap) {
   const picture = { rgb: cut(image.data, width, box, 4), width: box[2], height: box[3] };
   const captchaSized = width <= CAPTCHA_MAX[0] && height <= CAPTCHA_MAX[1];
   // As solver.py's Picture.entire: the captcha-sized picture that the captcha fills, which the general model may
-  // read again whole (a loose crop's margins are no captcha's).
-  const fills = captchaSized && box[2] >= width - 2 && box[3] >= FILL_HEIGHT * height;
+  // read again whole (a loose crop's margins are no captcha's; a picture narrower than KCAPTCHA draws is a screen's
+  // shrunk view of a captcha, not another configuration's).
+  const fills = captchaSized && width >= CAPTCHA_MIN_WIDTH && box[2] >= width - 2 && box[3] >= FILL_HEIGHT * height;
   const whole = fills ? { rgb: cut(image.data, width, [0, 0, width, height], 4), width, height } : null;
   return { picture, found: { box, size, ms, entire: whole, shifts: shifts(box, size) } };
 }
