@@ -57,8 +57,11 @@ def ancestry(cfg: TrainConfig) -> str:
             rows += (f"| started from | `{cfg.init}`: the shipped `{Path(ckpt['source']).name}` made a checkpoint "
                      f"again by `python tools/onnx_checkpoint.py` (its runs follow, as its card gave them) |\n")
             earlier = ("| command |", "| started from |", "| training seeds |", "| images seen |", "| wall time |")
-            rows += "".join(line.replace("| ", "| earlier: ", 1) + "\n" for line in ckpt["card"].splitlines()
-                            if line.startswith(earlier))
+            lines = ckpt["card"].splitlines()
+            rows += "".join(line.replace("| ", "| earlier: ", 1) + "\n" for line in lines if line.startswith(earlier))
+            # and the runs before those, when that model too was fine-tuned from a shipped file
+            rows += "".join(line.replace("| earlier: ", "| earlier still: ", 1) + "\n" for line in lines
+                            if line.startswith(tuple(e.replace("| ", "| earlier: ", 1) for e in earlier)))
             break
         base = TrainConfig.from_dict(ckpt["train_config"])
         run = Path(cfg.init).parent
