@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--count", type=int, default=36, help="real images per preset (default 36)")
     ap.add_argument("--start", type=int, default=0, help="first sample index (default 0)")
     ap.add_argument("--presets", nargs="+", default=PRESETS, choices=PRESETS, help="sample folders (default all)")
-    ap.add_argument("--timing", type=int, default=60, help="1920x1080 screens timed (default 60)")
+    ap.add_argument("--timing", type=int, default=60, help="1920x1080 screens timed (default 60; 0: none)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "screenshots.json")
     args = ap.parse_args(argv)
 
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     # Time: locate + read on a 1920x1080 screen holding the form, one thread, pixels already decoded; the forms
     # spread evenly over the DPRs (and presets): a DPR-1 captcha is small, and an unsure reading of it is read
     # again at other phases (locate.PHASES), so DPR 1 costs more.
-    picked = forms[::max(1, len(forms) // args.timing)][:args.timing]
+    picked = forms[::max(1, len(forms) // args.timing)][:args.timing] if args.timing else []
     screens = [screen(s, seed=k) for k, s in enumerate(picked)]
     for s in screens[:5]:
         solver.solve_all(s.pixels)
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         "resampling": default, "targets": TARGETS,
         "at_targets": targets, "by": by, "resamplings": resamplings,
         "not_one_found": {"/".join(map(str, k)): v for k, v in misses.items()},
-        "screen_1920x1080": {"screens": len(times), "read": right,
+        "screen_1920x1080": None if not times else {"screens": len(times), "read": right,
                              "ms_mean": round(statistics.fmean(times), 2),
                              "ms_median": round(times[len(times) // 2], 2),
                              "ms_p95": round(times[int(0.95 * (len(times) - 1))], 2), "threads": 1,
