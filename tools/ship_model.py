@@ -60,8 +60,9 @@ def ancestry(cfg: TrainConfig) -> str:
             lines = ckpt["card"].splitlines()
             rows += "".join(line.replace("| ", "| earlier: ", 1) + "\n" for line in lines if line.startswith(earlier))
             # and the runs before those, when that model too was fine-tuned from a shipped file
+            before = tuple(e.replace("| ", "| earlier: ", 1) for e in earlier)
             rows += "".join(line.replace("| earlier: ", "| earlier still: ", 1) + "\n" for line in lines
-                            if line.startswith(tuple(e.replace("| ", "| earlier: ", 1) for e in earlier)))
+                            if line.startswith(before))
             break
         base = TrainConfig.from_dict(ckpt["train_config"])
         run = Path(cfg.init).parent

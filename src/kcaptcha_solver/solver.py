@@ -537,8 +537,8 @@ class Solver:
             return [Picture(rgb, None)]
         found = locate(rgb, self._sizes)
         if found:
-            fills = [captcha_sized and w >= CAPTCHA_MIN_WIDTH and f.box[2] >= w - 2 and f.box[3] >= FILL_HEIGHT * h
-                     for f in found]
+            another = captcha_sized and w >= CAPTCHA_MIN_WIDTH  # may be another configuration's captcha, whole
+            fills = [another and f.box[2] >= w - 2 and f.box[3] >= FILL_HEIGHT * h for f in found]
             return [Picture(f.pixels, f.box, f.views, rgb if full else None)
                     for f, full in zip(found, fills, strict=True)]
         if captcha_sized:
