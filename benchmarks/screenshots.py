@@ -15,6 +15,9 @@ Time: the form pasted on a 1920x1080 screen (``screenshot.screen``), decoded pix
 read on one thread, after a warm-up; ``--timing`` forms of the desktop skin, spread evenly over the DPRs.
 
     python benchmarks/screenshots.py [--count 36] [--out benchmarks/results/screenshots.json]
+
+The chart (accuracy per DPR, a line per skin, one panel per preset, the targets dashed) goes beside the
+results file, as .png.
 """
 
 from __future__ import annotations
@@ -50,6 +53,40 @@ MAX_PIXELS = 3840 * 2160
 
 def pct(ok: int, n: int) -> float:
     return round(100 * ok / n, 2) if n else 0.0
+
+
+def plot(result: dict, path: Path) -> None:
+    """Accuracy per DPR for each preset, a line per skin: where the small scales lose, at a glance."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    presets = result["presets"]
+    cells = result["by"]["preset_skin_dpr"]
+    fig, axes = plt.subplots(1, len(presets), figsize=(4.6 * len(presets), 3.4), squeeze=False, sharey=True)
+    low = min(c["accuracy"] for c in cells.values())
+    for ax, preset in zip(axes.flat, presets, strict=True):
+        for skin in result["skins"]:
+            points = [(d, cells[f"{preset} {skin} dpr {d}"]["accuracy"]) for d in result["dprs"]
+                      if f"{preset} {skin} dpr {d}" in cells]
+            if points:
+                ax.plot(*zip(*points, strict=True), marker="o", label=skin)
+        ax.hlines(result["targets"]["dpr>=1.25"], 1.25, max(result["dprs"]), colors="#c0392b", linestyles="dashed",
+                  label="goal, DPR >= 1.25 together")
+        ax.plot([1], [result["targets"]["desktop dpr 1"]], marker="_", markersize=18, color="#c0392b",
+                linestyle="none", label="goal, desktop DPR 1")
+        ax.set_xticks(result["dprs"])
+        ax.set_ylim(max(0.0, low - 1), 100.3)
+        ax.set_xlabel("device-pixel-ratio")
+        ax.set_title(f"{preset} ({result['images_per_preset']} real images)", fontsize=10)
+        ax.grid(alpha=0.3)
+    axes.flat[0].set_ylabel("full-string accuracy (%)")
+    axes.flat[0].legend(fontsize=8, loc="lower right")
+    fig.suptitle("Screenshots read (every crop and format)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -171,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
+    plot(result, args.out.with_suffix(".png"))
     print(json.dumps({"at_targets": targets, "resamplings": resamplings, "screen": result["screen_1920x1080"]},
                      indent=1))
     return 0
