@@ -55,6 +55,11 @@ def pct(ok: int, n: int) -> float:
     return round(100 * ok / n, 2) if n else 0.0
 
 
+def row_key(preset: str, skin: str, dpr: float) -> str:
+    """The key of a results file's ``by.preset_skin_dpr`` row: written by main, read back by plot."""
+    return f"{preset} {skin} dpr {dpr}"
+
+
 def plot(result: dict, path: Path) -> None:
     """Accuracy per DPR for each preset, a line per skin: where the small scales lose, at a glance."""
     import matplotlib
@@ -68,8 +73,8 @@ def plot(result: dict, path: Path) -> None:
     low = min(c["accuracy"] for c in cells.values())
     for ax, preset in zip(axes.flat, presets, strict=True):
         for skin in result["skins"]:
-            points = [(d, cells[f"{preset} {skin} dpr {d}"]["accuracy"]) for d in result["dprs"]
-                      if f"{preset} {skin} dpr {d}" in cells]
+            points = [(d, cells[row_key(preset, skin, d)]["accuracy"]) for d in result["dprs"]
+                      if row_key(preset, skin, d) in cells]  # none where the skin does not draw the preset
             if points:
                 ax.plot(*zip(*points, strict=True), marker="o", label=skin)
         ax.hlines(result["targets"]["dpr>=1.25"], 1.25, max(result["dprs"]), colors="#c0392b", linestyles="dashed",
@@ -151,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     default = next(k for k, v in RESAMPLINGS.items() if v == RESAMPLE)
     presets = tuple(args.presets)
     by = {
-        "preset_skin_dpr": {f"{pre} {skin} dpr {d}": group(
+        "preset_skin_dpr": {row_key(pre, skin, d): group(
             default, lambda p, s, dd, c, f, p0=pre, s0=skin, d0=d: p == p0 and s == s0 and dd == d0)
             for pre in presets for skin in SKINS for d in DPRS if not squeezes(skin, CONFIGS[pre].image_size)},
         "crop": {c: group(default, lambda p, s, d, cc, f, c0=c: cc == c0) for c in CROPS},
