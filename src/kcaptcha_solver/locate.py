@@ -18,7 +18,10 @@ border round it (``#898989`` on the desktop skin, ``#e9e9e9`` on the PC layout f
    and JPEG noise change both ways. (In a JPEG, the noisy strokes of KCAPTCHA's letters otherwise pass
    for a side, closing a frame of the top border and the edge of the dark credits band of its 160x92
    image.) A line that changes by more than FLAT_TOL levels comes before a weaker one inside it: that
-   is the ripple JPEG leaves beside a strong edge, such as the credits band's against the border;
+   is the ripple JPEG leaves beside a strong edge, such as the credits band's against the border. A side
+   also changes near both corners (a letter's edge stops short of them), and of the sides that fit, the
+   pair nearest the width asked for whose outsides are flat is taken (a blended border gives two or
+   three lines each side, and the innermost can hold ink);
 4. keep the box when a flat colour lies just outside each side and the inside looks like a captcha
    (a plain light background with some dark ink).
 
@@ -57,6 +60,7 @@ MIN_HEIGHT = 36
 LINE = 0.6
 SIDE_TOL = 3  # px by which a line's end may miss the side it belongs to
 END_TOL = 7  # px by which the two lines of a frame may end apart: JPEG rings up to an 8x8 block past a dark edge
+CORNER, CORNER_SHARE = 0.15, 1 / 3  # the rows at each end of a side, and the share of them on which it must change
 BLOCK = 16  # rows summed together in _column_changes, to tell cheaply where a frame's side cannot be
 FLAT_TOL, FLAT_SHARE = 24, 0.8  # a border or page line: 80 % of it within 24 levels of its median
 # (JPEG's noise on it, and its ripple beside a strong edge, stay within FLAT_TOL: a line that changes by
@@ -378,22 +382,43 @@ def _refine(
         return None
     near = vertical(y0, y1, end - reach, end + reach)
     left, right = (near, far) if from_left else (far, near)
-    pairs = [(c0, c1) for c0 in left for c1 in right if c1 > c0]
-    if not pairs:
-        return None
-    c0, c1 = min(pairs, key=lambda p: (abs(p[1] - p[0] - expected), -p[0]))
-    if abs(c1 - c0 - expected) > tol:
-        return None
-    c0, c1 = int(c0), int(c1)
+    # The sides nearest the width the height asks for (between equals, the rightmost left side) that make a
+    # frame: a blended border gives two or three lines each side, and the inner one can hold ink.
+    pairs = sorted(((int(c0), int(c1)) for c0 in left for c1 in right if c1 > c0),
+                   key=lambda p: (abs(p[1] - p[0] - expected), -p[0]))
+    for c0, c1 in pairs:
+        if abs(c1 - c0 - expected) > tol:
+            return None  # and so are all the rest
+        if _frame(gray, y0, y1, c0, c1, size):
+            return c0, y0, c1 - c0, y1 - y0
+    return None
+
+
+def _frame(gray: np.ndarray, y0: int, y1: int, c0: int, c1: int, size: tuple[int, int]) -> bool:
+    """Rows [y0, y1) and columns [c0, c1) are a captcha's frame: of ``size``'s shape, each side running into
+    both corners (``_spans``), and just outside each side a border or the page, one flat colour (inside a
+    captcha, ink is not)."""
+    h, w = gray.shape
     aspect = (y1 - y0) * size[0] / ((c1 - c0) * size[1])
-    if abs(aspect - 1) > ASPECT_TOL:
-        return None
-    # Just outside each side lies a border or the page: one flat colour (inside a captcha, ink is not).
+    if abs(aspect - 1) > ASPECT_TOL or not (_spans(gray, y0, y1, c0) and _spans(gray, y0, y1, c1)):
+        return False
     outside = [gray[y0 - 1, c0:c1] if y0 > 0 else None, gray[y1, c0:c1] if y1 < h else None,
                gray[y0:y1, c0 - 1] if c0 > 0 else None, gray[y0:y1, c1] if c1 < w else None]
-    if not all(line is None or _flat(line) for line in outside):
-        return None
-    return c0, y0, c1 - c0, y1 - y0
+    return all(line is None or _flat(line) for line in outside)
+
+
+def _spans(gray: np.ndarray, y0: int, y1: int, c: int) -> bool:
+    """The vertical line at column ``c`` (between c-1 and c) changes, either way, on CORNER_SHARE of the
+    CORNER rows at each end of [y0, y1): a side runs into the frame's corners, where a letter's edge, which
+    in a JPEG at 0.41x can pass for a side (the right of a `3` between the top border and kcaptcha-default's
+    dark credits band), stops short. The picture's sides count."""
+    if c <= 0 or c >= gray.shape[1]:
+        return True
+    k = max(3, round(CORNER * (y1 - y0)))
+    column = gray[y0:y1, c - 1:c + 1].astype(np.int16)
+    changed = np.abs(column[:, 1] - column[:, 0]) >= EDGE
+    need = CORNER_SHARE * k
+    return bool(np.count_nonzero(changed[:k]) >= need and np.count_nonzero(changed[-k:]) >= need)
 
 
 def _may_have_side(

@@ -16,6 +16,8 @@ export const MIN_HEIGHT = 36;
 export const LINE = 0.6;
 export const SIDE_TOL = 3;
 export const END_TOL = 7;
+export const CORNER = 0.15;
+export const CORNER_SHARE = 1 / 3;
 export const FLAT_TOL = 24;
 export const FLAT_SHARE = 0.8;
 export const INK_MIN = 0.01;
@@ -316,22 +318,40 @@ function refine(pic, top, bottom, x0, fromLeft, outer, size) {
   const [left, right] = fromLeft ? [near, far] : [far, near];
   const pairs = [];
   for (const c0 of left) for (const c1 of right) if (c1 > c0) pairs.push([c0, c1]);
-  if (pairs.length === 0) return null;
-  let best = pairs[0]; // Python's min(): the first of the closest widths, the rightmost left side among them
-  for (const p of pairs) {
-    const d = Math.abs(p[1] - p[0] - expected) - Math.abs(best[1] - best[0] - expected);
-    if (d < 0 || (d === 0 && p[0] > best[0])) best = p;
+  // Python's stable sort on (distance from the expected width, -c0)
+  const off = ([c0, c1]) => Math.abs(c1 - c0 - expected);
+  pairs.sort((p, q) => off(p) - off(q) || q[0] - p[0]);
+  for (const [c0, c1] of pairs) {
+    if (off([c0, c1]) > tol) return null;
+    if (frame(pic, y0, y1, c0, c1, size)) return [c0, y0, c1 - c0, y1 - y0];
   }
-  const [c0, c1] = best;
-  if (Math.abs(c1 - c0 - expected) > tol) return null;
+  return null;
+}
+
+/** locate.py's _frame(): rows [y0, y1) and columns [c0, c1) are a captcha's frame. */
+function frame(pic, y0, y1, c0, c1, size) {
+  const { gray, w, h } = pic;
   const aspect = ((y1 - y0) * size[0]) / ((c1 - c0) * size[1]);
-  if (Math.abs(aspect - 1) > ASPECT_TOL) return null;
-  // Just outside each side lies a border or the page: one flat colour (inside a captcha, ink is not).
-  if (y0 > 0 && !flat(gray, (y0 - 1) * w + c0, 1, c1 - c0)) return null;
-  if (y1 < h && !flat(gray, y1 * w + c0, 1, c1 - c0)) return null;
-  if (c0 > 0 && !flat(gray, y0 * w + c0 - 1, w, y1 - y0)) return null;
-  if (c1 < w && !flat(gray, y0 * w + c1, w, y1 - y0)) return null;
-  return [c0, y0, c1 - c0, y1 - y0];
+  if (Math.abs(aspect - 1) > ASPECT_TOL) return false;
+  if (!spans(pic, y0, y1, c0) || !spans(pic, y0, y1, c1)) return false;
+  if (y0 > 0 && !flat(gray, (y0 - 1) * w + c0, 1, c1 - c0)) return false;
+  if (y1 < h && !flat(gray, y1 * w + c0, 1, c1 - c0)) return false;
+  if (c0 > 0 && !flat(gray, y0 * w + c0 - 1, w, y1 - y0)) return false;
+  if (c1 < w && !flat(gray, y0 * w + c1, w, y1 - y0)) return false;
+  return true;
+}
+
+/** locate.py's _spans(): the vertical line at column c changes near both ends of rows [y0, y1). */
+function spans({ gray, w }, y0, y1, c) {
+  if (c <= 0 || c >= w) return true;
+  const k = Math.max(3, pyRound(CORNER * (y1 - y0)));
+  const need = CORNER_SHARE * k;
+  const count = (from) => {
+    let n = 0;
+    for (let y = from; y < from + k; y++) if (Math.abs(gray[y * w + c] - gray[y * w + c - 1]) >= EDGE) n++;
+    return n;
+  };
+  return count(y0) >= need && count(y1 - k) >= need;
 }
 
 const LEVELS = new Int32Array(256); // one histogram at a time, reused: no allocation per line
