@@ -19,9 +19,10 @@ border round it (``#898989`` on the desktop skin, ``#e9e9e9`` on the PC layout f
    for a side, closing a frame of the top border and the edge of the dark credits band of its 160x92
    image.) A line that changes by more than FLAT_TOL levels comes before a weaker one inside it: that
    is the ripple JPEG leaves beside a strong edge, such as the credits band's against the border. A side
-   also changes near both corners (a letter's edge stops short of them), and of the sides that fit, the
-   pair nearest the width asked for whose outsides are flat is taken (a blended border gives two or
-   three lines each side, and the innermost can hold ink);
+   also changes near both corners, and the top and bottom lines stop at it (a letter's edge stops short
+   of the corners, and the lines go on past it); of the sides that fit, the pair nearest the width asked
+   for that passes is taken (a blended border gives two or three lines each side, and the innermost can
+   hold ink);
 4. keep the box when a flat colour lies just outside each side and the inside looks like a captcha
    (a plain light background with some dark ink).
 
@@ -396,15 +397,32 @@ def _refine(
 
 def _frame(gray: np.ndarray, y0: int, y1: int, c0: int, c1: int, size: tuple[int, int]) -> bool:
     """Rows [y0, y1) and columns [c0, c1) are a captcha's frame: of ``size``'s shape, each side running into
-    both corners (``_spans``), and just outside each side a border or the page, one flat colour (inside a
-    captcha, ink is not)."""
+    both corners (``_spans``) with the top and bottom lines ending there (``_runs_on``), and just outside each
+    side a border or the page, one flat colour (inside a captcha, ink is not)."""
     h, w = gray.shape
     aspect = (y1 - y0) * size[0] / ((c1 - c0) * size[1])
     if abs(aspect - 1) > ASPECT_TOL or not (_spans(gray, y0, y1, c0) and _spans(gray, y0, y1, c1)):
         return False
+    if _runs_on(gray, y0, y1, range(c1 + 2, c1 + 5)) or _runs_on(gray, y0, y1, range(c0 - 4, c0 - 1)):
+        return False
     outside = [gray[y0 - 1, c0:c1] if y0 > 0 else None, gray[y1, c0:c1] if y1 < h else None,
                gray[y0:y1, c0 - 1] if c0 > 0 else None, gray[y0:y1, c1] if c1 < w else None]
     return all(line is None or _flat(line) for line in outside)
+
+
+def _runs_on(gray: np.ndarray, y0: int, y1: int, columns: range) -> bool:
+    """The frame's top and bottom lines (edge rows ``y0`` and ``y1``) both go on through ``columns``, just past
+    a side (2-4 px out, beyond a border): changing there by more than FLAT_TOL on 2 of 3 columns, as inside
+    the captcha, where a letter's edge closed a frame of its top border and its credits band. Past a true side
+    lie a border and the page, or the 3-px gap to the answer box, where only JPEG noise and the box's corner
+    change, and by less."""
+    h, w = gray.shape
+    cols = [c for c in columns if 0 <= c < w]
+    if len(cols) < 2 or y0 <= 0 or y1 >= h:
+        return False
+    top = np.abs(gray[y0, cols].astype(np.int16) - gray[y0 - 1, cols]) > FLAT_TOL
+    bottom = np.abs(gray[y1, cols].astype(np.int16) - gray[y1 - 1, cols]) > FLAT_TOL
+    return bool(np.count_nonzero(top) >= 2 and np.count_nonzero(bottom) >= 2)
 
 
 def _spans(gray: np.ndarray, y0: int, y1: int, c: int) -> bool:

@@ -334,11 +334,20 @@ function frame(pic, y0, y1, c0, c1, size) {
   const aspect = ((y1 - y0) * size[0]) / ((c1 - c0) * size[1]);
   if (Math.abs(aspect - 1) > ASPECT_TOL) return false;
   if (!spans(pic, y0, y1, c0) || !spans(pic, y0, y1, c1)) return false;
+  if (runsOn(pic, y0, y1, c1 + 2) || runsOn(pic, y0, y1, c0 - 4)) return false;
   if (y0 > 0 && !flat(gray, (y0 - 1) * w + c0, 1, c1 - c0)) return false;
   if (y1 < h && !flat(gray, y1 * w + c0, 1, c1 - c0)) return false;
   if (c0 > 0 && !flat(gray, y0 * w + c0 - 1, w, y1 - y0)) return false;
   if (c1 < w && !flat(gray, y0 * w + c1, w, y1 - y0)) return false;
   return true;
+}
+
+/** locate.py's _runs_on(): the top and bottom lines both go on through columns from..from+2. */
+function runsOn({ gray, w, h }, y0, y1, from) {
+  const cols = [from, from + 1, from + 2].filter((c) => c >= 0 && c < w);
+  if (cols.length < 2 || y0 <= 0 || y1 >= h) return false;
+  const count = (y) => cols.filter((c) => Math.abs(gray[y * w + c] - gray[(y - 1) * w + c]) > FLAT_TOL).length;
+  return count(y0) >= 2 && count(y1) >= 2;
 }
 
 /** locate.py's _spans(): the vertical line at column c changes near both ends of rows [y0, y1). */
