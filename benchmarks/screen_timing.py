@@ -17,41 +17,13 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import time
 from pathlib import Path
 
-from kcaptcha_solver.screenshot import DPRS, Renderer, sample_images, screen
+from screenshots import ROOT, SHARED, time_screens, timing_summary
+
+from kcaptcha_solver.screenshot import DPRS, Renderer, sample_images
 from kcaptcha_solver.solver import Solver
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("KCAPTCHA_SHARED", ROOT.parent / "shared" / "real-kcaptcha"))
-
-
-def time_preset(solver: Solver, preset: str, count: int, start: int, every: int, passes: int) -> dict:
-    """Each screen's median over ``passes`` solves, in ms, per DPR; and whether each was read right."""
-    images = sample_images(SHARED / preset, count, start)[::every]
-    with Renderer() as renderer:
-        forms = [shot for dpr in DPRS
-                 for shot in renderer.render(images, "desktop", dpr, crops=("form",), seed=int(dpr * 100))]
-    screens = [screen(shot, seed=k) for k, shot in enumerate(forms)]
-    for s in screens[:5]:
-        solver.solve_all(s.pixels)
-    per_dpr: dict[float, list[float]] = {}
-    right = 0
-    for s in screens:
-        times = []
-        for _ in range(passes):
-            t = time.perf_counter()
-            texts = [r.text for r in solver.solve_all(s.pixels)]
-            times.append((time.perf_counter() - t) * 1000)
-        right += texts == [s.label]
-        per_dpr.setdefault(s.dpr, []).append(statistics.median(times))
-    medians = sorted(ms for cell in per_dpr.values() for ms in cell)
-    return {"screens": len(medians), "read": right, "ms_mean": round(statistics.fmean(medians), 2),
-            "ms_median": round(statistics.median(medians), 2),
-            "ms_p95": round(medians[min(len(medians) - 1, int(0.95 * len(medians)))], 2),
-            "by_dpr": {str(d): round(statistics.fmean(v), 2) for d, v in per_dpr.items()}}
 
 
 def main() -> None:
@@ -65,16 +37,22 @@ def main() -> None:
     args = parser.parse_args()
     solver = Solver("auto")  # one onnxruntime thread, as Solver's default
     started = time.time()
+    timings = {}
+    for preset in args.presets:
+        images = sample_images(SHARED / preset, args.count, args.start)[::args.every]
+        with Renderer() as renderer:
+            forms = [shot for dpr in DPRS
+                     for shot in renderer.render(images, "desktop", dpr, crops=("form",), seed=int(dpr * 100))]
+        timings[preset] = timing_summary(time_screens(solver, forms, args.passes))
     result = {
         "what": "locate + read of a Gnuboard form on a 1920x1080 screen, one thread, median of repeated solves",
-        "passes": args.passes, "goal_ms": 15,
-        "presets": {p: time_preset(solver, p, args.count, args.start, args.every, args.passes) for p in args.presets},
+        "passes": args.passes, "goal_ms": 15, "presets": timings,
         "wall_s": round(time.time() - started, 1), "load_average": os.getloadavg(),
         "machine": platform.machine(), "python": platform.python_version(),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps(result["presets"], indent=1))
+    print(json.dumps(timings, indent=1))
 
 
 if __name__ == "__main__":
