@@ -109,6 +109,18 @@ def test_pictures_without_a_captcha_give_nothing(shared_dir: Path) -> None:
         assert locate(picture, SIZES) == []
 
 
+@pytest.mark.parametrize(("scale", "found"), [(3.45, True), (3.6, False)])
+def test_each_shape_is_searched_up_to_scale_max_of_its_own_size(shared_dir: Path, scale: float, found: bool) -> None:
+    """SCALE_MAX bounds each shape by its own height: 160x60 at 3.6x (216 px high) is not searched for, though
+    a 160x92 frame may be that high (a page's forms and boxes of such heights cost the search most of its time)."""
+    from kcaptcha_solver.locate import SCALE_MAX
+
+    rgb, _ = real(shared_dir, "gnuboard5", 3)
+    assert (160, 92) in SIZES and 3.45 < SCALE_MAX + 8 / 60 < 3.6 < SCALE_MAX * 92 / 60
+    boxes = [f.box for f in locate(np.asarray(on_page(rgb, scale, (40, 50))), SIZES)]
+    assert boxes == ([(40, 50, round(160 * scale), round(60 * scale))] if found else [])
+
+
 # Chromium renders of Gnuboard's markup (screenshot.py): the truth box is the image's content box from the page.
 @pytest.fixture(scope="module")
 def renderer():
@@ -155,7 +167,7 @@ def test_a_rendered_set_is_read_right(shared_dir: Path, renderer) -> None:
 def test_the_shortcuts_reject_no_frame_the_full_search_finds(
     shared_dir: Path, renderer, monkeypatch: pytest.MonkeyPatch, dpr: float,
 ) -> None:
-    """``_may_have_side`` and ``_frames`` (a pair of lines of a frame already found to be no captcha) only save
+    """``_may_have_sides`` and ``_frames`` (a pair of lines of a frame already found to be no captcha) only save
     time: with them answering "search it" for every pair, the same frames are found, on blended (fractional DPR)
     and JPEG screenshots and on whole 1920x1080 screens, where the side test rejects most pairs and the other
     skips the pairs of the page's own frames after their first."""
@@ -171,17 +183,20 @@ def test_the_shortcuts_reject_no_frame_the_full_search_finds(
     grays = [np.ascontiguousarray(p[:, :, 1]) for p in pictures]
     sides, frames = [], []
 
-    def counted(answers: list[bool], test: Callable[..., bool]) -> Callable[..., bool]:
+    def counted(answers: list, test: Callable) -> Callable:
         return lambda *args: answers.append(test(*args)) or answers[-1]
 
-    monkeypatch.setattr(module, "_may_have_side", counted(sides, module._may_have_side))
+    monkeypatch.setattr(module, "_may_have_sides", counted(sides, module._may_have_sides))
     monkeypatch.setattr(module, "_frames", counted(frames, module._frames))
     fast = [module._boxes(g, SIZES) for g in grays]
-    monkeypatch.setattr(module, "_may_have_side", lambda *args: True)
+    monkeypatch.setattr(module, "_may_have_sides", lambda columns, h, pairs: np.ones(len(pairs), bool))
     monkeypatch.setattr(module, "_frames", lambda *args: False)
     assert fast == [module._boxes(g, SIZES) for g in grays]
-    assert sides.count(False) > len(sides) / 2  # it does skip most pairs
-    assert frames.count(True) > len(grays) / 2  # and some pairs of the page's own frames (the answer box's)
+    asked = np.concatenate(sides)
+    assert np.count_nonzero(~asked) > asked.size / 2  # it does skip most pairs
+    # and some pairs of the page's own frames (the answer box's); at 3x those were frames past SCALE_MAX of the
+    # shape, which are not paired at all
+    assert frames.count(True) > len(grays) / 2 or dpr == 3.0
 
 
 def test_edge_rows_are_the_rows_that_change_enough() -> None:

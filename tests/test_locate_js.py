@@ -83,6 +83,8 @@ def empty_pictures(shared_dir: Path) -> dict[str, np.ndarray]:
         "blank frame": np.asarray(on_page(np.full_like(captcha, 255), 1.5, (100, 100))),
         "text page": np.asarray(text),
         "noise": np.random.default_rng(0).integers(0, 256, (600, 1600, 3), dtype=np.uint8),
+        # 216 px high: past SCALE_MAX of a 160x60 shape, though under 160x92's bound
+        "beyond SCALE_MAX": np.asarray(on_page(captcha, 3.6, (40, 50))),
     }
 
 

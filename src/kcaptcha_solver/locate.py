@@ -42,8 +42,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache, partial
+from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from PIL import Image
 
 from .inputs import fit
@@ -174,7 +176,8 @@ def _is_line(gray: np.ndarray, i: int, a: int, b: int) -> bool:
 
 def _boxes(gray: np.ndarray, sizes: list[tuple[int, int]]) -> list[tuple[tuple[int, int, int, int], tuple[int, int]]]:
     min_w = int(min(min(SCALE_MIN * sw, MIN_HEIGHT * sw / sh) for sw, sh in sizes))
-    max_h = SCALE_MAX * max(sh for _, sh in sizes) + 8
+    tallest = {size: SCALE_MAX * size[1] + 8 for size in sizes}  # a frame: the shape at SCALE_MAX, and a border
+    max_h = max(tallest.values())
     runs = [r for r in _runs(*_edge_rows(gray, min_w), min_w) if _is_line(gray, *r)]
     columns = _column_changes(gray)
     # An edge blended over two rows gives a frame two or more pairs of lines, whose searches ask for the same
@@ -195,9 +198,10 @@ def _boxes(gray: np.ndarray, sizes: list[tuple[int, int]]) -> list[tuple[tuple[i
                 continue
             for size in sizes:
                 expected = height * size[0] / size[1]
-                if x1 - x0 >= expected * (1 - ASPECT_TOL) - SIDE_TOL:
+                if height <= tallest[size] and x1 - x0 >= expected * (1 - ASPECT_TOL) - SIDE_TOL:
                     pairs.append((expected, top, bottom, x0 if left else None, x1 if right else None, size))
     h, w = gray.shape
+    pairs = [pair for pair, maybe in zip(pairs, _may_have_sides(columns, h, pairs), strict=True) if maybe]
     out: list[tuple[tuple[int, int, int, int], tuple[int, int]]] = []
     refused: list[tuple[tuple[int, int, int, int], tuple[int, int]]] = []  # frames found that are no captcha
     # Frames of the page's own lines first; one that leans on the picture's edge (a crop cut through a
@@ -218,7 +222,7 @@ def _boxes(gray: np.ndarray, sizes: list[tuple[int, int]]) -> list[tuple[tuple[i
             continue
         if any(_frames(top, bottom, x0 if from_left else x1, from_left, size, *seen) for seen in refused):
             continue
-        box = _refine(gray, columns, vertical, top, bottom, a, from_left, expected, size)
+        box = _refine(gray, vertical, top, bottom, a, from_left, expected, size)
         if box is None:
             continue
         # A wider shape on a found frame's rows is that frame, read whole: the found one was cut short by
@@ -302,17 +306,27 @@ def _one_way(change: np.ndarray, levels: int) -> np.ndarray:
     return np.maximum((change >= levels).sum(axis=0), (change <= -levels).sum(axis=0))
 
 
-def _inner_line(gray: np.ndarray, line: int, inward: int, band: int, a: int, b: int) -> int | None:
+def _inner_lines(gray: np.ndarray, top: int, bottom: int, band: int, a: int, b: int) -> tuple[int, int] | None:
+    """``_inner_line`` at a pair's ``top`` and ``bottom`` over [a, b), the rows of both read in one batch; None
+    when either has no line."""
+    h = gray.shape[0]
+    windows = [(max(line - band, 0), min(line + band, h)) for line in (top, bottom)]
+    kinds = _line_kinds(gray, windows, a, b)
+    y0 = _inner_line(kinds[0], windows[0], top, 1, band)
+    y1 = _inner_line(kinds[1], windows[1], bottom, -1, band)
+    return None if y0 is None or y1 is None else (y0, y1)
+
+
+def _inner_line(kinds: list[tuple[int, int]], window: tuple[int, int], line: int, inward: int, band: int) -> int | None:
     """Where the captcha meets its border, near a pair's ``line`` (edge rows: row i lies between rows i-1
-    and i; ``inward`` is 1 at the top, -1 at the bottom). A row is a line when LINE of [a, b) changes the
-    same way by EDGE levels, a strong one by more than FLAT_TOL: a weaker line inside a strong one is the
-    ripple JPEG leaves beside it (within FLAT_TOL, as the noise on a flat line is). So: the first strong
-    line from ``band`` rows inside ``line`` out to it; else, on outwards while the rows change the way
-    ``line`` does (one edge blended over rows: ``line`` may be a blended row beside the border's strong
-    edge), the first strong one there; else the first line. The picture's top and bottom are lines, not
-    strong ones."""
-    lo, hi = max(line - band, 0), min(line + band, gray.shape[0])
-    kinds = _line_kinds(gray, lo, hi, a, b)
+    and i; ``inward`` is 1 at the top, -1 at the bottom), from the ``kinds`` (``_line_kinds``) of the edge
+    rows of ``window``, ``band`` either side of it. A row is a line when LINE of it changes the same way by EDGE
+    levels, a strong one by more than FLAT_TOL: a weaker line inside a strong one is the ripple JPEG leaves
+    beside it (within FLAT_TOL, as the noise on a flat line is). So: the first strong line from ``band`` rows
+    inside ``line`` out to it; else, on outwards while the rows change the way ``line`` does (one edge blended
+    over rows: ``line`` may be a blended row beside the border's strong edge), the first strong one there;
+    else the first line. The picture's top and bottom are lines, not strong ones."""
+    lo, hi = window
 
     def clip(i: int) -> int:
         return min(max(i, lo), hi)
@@ -333,52 +347,58 @@ def _inner_line(gray: np.ndarray, line: int, inward: int, band: int, a: int, b: 
     return weak
 
 
-def _line_kinds(gray: np.ndarray, lo: int, hi: int, a: int, b: int) -> list[tuple[int, int]]:
-    """For each edge row lo..hi over [a, b): (0 no line, 1 a line, 2 a strong one; 1 brighter, -1 darker,
-    0 the picture's top or bottom), all rows in one batch of array operations."""
+def _line_kinds(gray: np.ndarray, windows: list[tuple[int, int]], a: int, b: int) -> list[list[tuple[int, int]]]:
+    """For the edge rows lo..hi of each of ``windows`` over [a, b): (0 no line, 1 a line, 2 a strong one; 1
+    brighter, -1 darker, 0 the picture's top or bottom), all windows in one batch of array operations (the
+    rows of each laid one after another; the change across from one to the next is not read)."""
     h = gray.shape[0]
     need = LINE * (b - a)
-    kinds = [(1, 0)] * (hi - lo + 1)  # rows 0 and h, the picture's edges
-    first, last = max(lo, 1), min(hi, h - 1)
-    if first > last:
+    kinds = [[(1, 0)] * (hi - lo + 1) for lo, hi in windows]  # rows 0 and h, the picture's edges
+    spans = [(max(lo, 1), min(hi, h - 1)) for lo, hi in windows]
+    rows = [np.arange(first - 1, last + 1) for first, last in spans if first <= last]
+    if not rows:
         return kinds
-    block = gray[first - 1:last + 1, a:b].astype(np.int16)
+    block = gray[np.concatenate(rows), a:b].astype(np.int16)
     change = block[1:] - block[:-1]
     up, down = np.count_nonzero(change >= EDGE, axis=1), np.count_nonzero(change <= -EDGE, axis=1)
     way = np.where(up > down, 1, -1)
     strong = np.count_nonzero(way[:, None] * change > FLAT_TOL, axis=1) >= need
     lines = np.maximum(up, down) >= need
-    for k, (line, w, s) in enumerate(zip(lines.tolist(), way.tolist(), strong.tolist(), strict=True)):
-        kinds[first + k - lo] = (1 + s, w) if line else (0, 0)
+    found = list(zip(lines.tolist(), way.tolist(), strong.tolist(), strict=True))
+    at = 0  # the first change of the window's rows in ``found``
+    for (lo, _), (first, last), row_kinds in zip(windows, spans, kinds, strict=True):
+        if first > last:
+            continue
+        for k, (line, w, s) in enumerate(found[at:at + last - first + 1]):
+            row_kinds[first + k - lo] = (1 + s, w) if line else (0, 0)
+        at += last - first + 2
     return kinds
 
 
 def _refine(
-    gray: np.ndarray, columns: np.ndarray, vertical: Callable[[int, int, int, int], np.ndarray], top: int,
+    gray: np.ndarray, vertical: Callable[[int, int, int, int], np.ndarray], top: int,
     bottom: int, x0: int, from_left: bool, outer: float, size: tuple[int, int],
 ) -> tuple[int, int, int, int] | None:
     """The image inside its border, from a top and a bottom line that start at ``x0`` (or, when not
     ``from_left``, whose right ends are ``outer`` px right of it): the innermost lines near the top and
     the bottom (a border is 1-4 px), then the vertical lines (``vertical``: ``_vertical_lines`` of ``gray``)
     at the anchored side and where the height says the other side is. Only small windows are read, so a
-    page-wide pair of lines costs little; the far side, which most pairs lack, first, and before anything else
-    ``_may_have_side`` asks ``columns`` (``_column_changes``) whether there can be one."""
+    page-wide pair of lines costs little; the far side, which most pairs lack, first (and ``_boxes`` asks
+    ``_may_have_sides`` whether there can be one before it calls this)."""
     h, w = gray.shape
     height = bottom - top
     band = _band(height)
     a, b = max(x0, 0), min(round(x0 + outer), w)
-    if not _may_have_side(columns, h, top, bottom, band, x0, from_left, outer, size):
+    inner = _inner_lines(gray, top, bottom, band, a, b)
+    if inner is None:
         return None
-    y0 = _inner_line(gray, top, 1, band, a, b)
-    y1 = _inner_line(gray, bottom, -1, band, a, b) if y0 is not None else None
-    if y1 is None:
-        return None
+    y0, y1 = inner
     expected = (y1 - y0) * size[0] / size[1]
     tol = ASPECT_TOL * expected + SIDE_TOL
     reach = band + SIDE_TOL + 1
     # The far side first: most pairs of lines (text and rules across a screen) have none there.
     end = x0 if from_left else round(x0 + outer)
-    far = vertical(y0, y1, *_far_window(end, from_left, expected, reach))
+    far = vertical(y0, y1, *map(int, _far_window(end, from_left, expected, reach)))
     if not far.size:
         return None
     near = vertical(y0, y1, end - reach, end + reach)
@@ -439,45 +459,56 @@ def _spans(gray: np.ndarray, y0: int, y1: int, c: int) -> bool:
     return bool(np.count_nonzero(changed[:k]) >= need and np.count_nonzero(changed[-k:]) >= need)
 
 
-def _may_have_side(
-    columns: np.ndarray, h: int, top: int, bottom: int, band: int, x0: int, from_left: bool, outer: float,
-    size: tuple[int, int],
-) -> bool:
-    """Whether ``_refine`` can find the far side of this pair's frame in a picture ``h`` rows high, told before
-    its costlier steps from ``columns`` (``_column_changes``): a test that never rejects a frame ``_refine``
-    would find (so the boxes are the same), and rejects most pairs (89 % of those on 1920x1080 screens, whose
-    rules, text lines and input boxes have no side there).
+def _may_have_sides(columns: np.ndarray, h: int, pairs: list[tuple]) -> np.ndarray:
+    """For each of ``pairs`` (as ``_boxes`` lists them), whether ``_refine`` can find the far side of its frame in
+    a picture ``h`` rows high, told before its costlier steps from ``columns`` (``_column_changes``), for all pairs
+    in one batch of array operations: a test that never rejects a frame ``_refine`` would find (so the boxes are
+    the same), and rejects most pairs (89 % of those on 1920x1080 screens, whose rules, text lines and input boxes
+    have no side there).
 
     ``_refine`` puts the top and bottom within ``band`` rows of ``top`` and ``bottom``, so its rows [y0, y1)
     hold the core rows [top + band, bottom - band), its height lies between the core's and that plus 4 bands,
     and its search window for the far side within the union of the windows of those heights. A column that is
     a line there changes on LINE of [y0, y1), so on at least the core's height - (1 - LINE) x the largest
     height of the core's rows; the blocks of rows that cover the core hold at least as many changes."""
+    if not pairs:
+        return np.zeros(0, bool)
     w = columns.shape[1] + 1
-    core0, core1 = min(top + band, h), max(bottom - band, 0)
-    tallest = min(bottom + band, h) - max(top - band, 0)
+    expected, top, bottom, x0, x1, size = zip(*pairs, strict=True)
+    expected, top, bottom = np.array(expected), np.array(top), np.array(bottom)
+    from_left = np.array([x is not None for x in x0])
+    anchor = np.where(from_left, [x or 0 for x in x0], np.rint(np.array([x or 0 for x in x1]) - expected))
+    end = np.where(from_left, anchor, np.rint(anchor + expected)).astype(int)  # as _boxes and _refine round it
+    sw, sh = np.array(size).T
+    band = np.maximum(2, np.rint(0.06 * (bottom - top))).astype(int)  # _band
+    core0, core1 = np.minimum(top + band, h), np.maximum(bottom - band, 0)
+    tallest = np.minimum(bottom + band, h) - np.maximum(top - band, 0)
     need = (core1 - core0) - (1 - LINE) * tallest - 1e-6  # slack for LINE's rounding
-    if need <= 0:
-        return True
     reach = band + SIDE_TOL + 1
-    end = x0 if from_left else round(x0 + outer)
     # The window's ends move one way with the width, so the extreme heights' windows bound all of them.
-    windows = [_far_window(end, from_left, height * size[0] / size[1], reach) for height in (core1 - core0, tallest)]
-    lo, hi = min(lo for lo, _ in windows), max(hi for _, hi in windows)
-    if lo <= 0 or hi >= w:  # the picture's side counts as a line
-        return True
-    first, last = core0 // BLOCK, -(-core1 // BLOCK)
-    return bool((columns[last, lo - 1:hi] - columns[first, lo - 1:hi]).max() >= need)
+    windows = [_far_window(end, from_left, height * sw / sh, reach) for height in (core1 - core0, tallest)]
+    lo, hi = np.minimum(windows[0][0], windows[1][0]), np.maximum(windows[0][1], windows[1][1])
+    maybe = (need <= 0) | (lo <= 0) | (hi >= w)  # the picture's side counts as a line
+    ask = np.flatnonzero(~maybe)
+    if ask.size:
+        # The most changes in each asked window: its columns laid end to end, one reduceat.
+        counts = hi[ask] - lo[ask] + 1
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        cols = np.repeat(lo[ask] - 1 - starts, counts) + np.arange(counts.sum())
+        first, last = (np.repeat(rows, counts) for rows in (core0[ask] // BLOCK, -(-core1[ask] // BLOCK)))
+        most = np.maximum.reduceat(columns[last, cols] - columns[first, cols], starts)
+        maybe[ask] = most >= need[ask]
+    return maybe
 
 
-def _far_window(end: int, from_left: bool, expected: float, reach: int) -> tuple[int, int]:
-    """The columns where a frame ``expected`` px wide, anchored at column ``end`` on its left (``from_left``) or
-    right side, may have its other side: ASPECT_TOL of the width and SIDE_TOL either way, and ``reach`` more
-    outwards (a blended border)."""
+def _far_window(end: ArrayLike, from_left: ArrayLike, expected: ArrayLike, reach: ArrayLike) -> tuple[Any, Any]:
+    """The columns [lo, hi] where a frame ``expected`` px wide, anchored at column ``end`` on its left
+    (``from_left``) or right side, may have its other side: ASPECT_TOL of the width and SIDE_TOL either way, and
+    ``reach`` more outwards (a blended border). Numbers or arrays of them (``_may_have_sides``), element-wise."""
     tol = ASPECT_TOL * expected + SIDE_TOL
-    if from_left:
-        return round(end + expected - tol), round(end + expected + tol) + reach
-    return round(end - expected - tol) - reach, round(end - expected + tol)
+    centre = end + np.where(from_left, expected, -expected)
+    lo = np.rint(centre - tol).astype(int) - np.where(from_left, 0, reach)
+    return lo, np.rint(centre + tol).astype(int) + np.where(from_left, reach, 0)
 
 
 def _column_changes(gray: np.ndarray, rows: int = 4 * BLOCK) -> np.ndarray:

@@ -126,7 +126,8 @@ function rowRuns(edges, w, row, minLen, out) {
 function boxes(pic, sizes) {
   const { gray, w, h } = pic;
   const minW = Math.trunc(Math.min(...sizes.map(([sw, sh]) => Math.min(SCALE_MIN * sw, (MIN_HEIGHT * sw) / sh))));
-  const maxH = SCALE_MAX * Math.max(...sizes.map(([, sh]) => sh)) + 8;
+  const tallest = sizes.map(([, sh]) => SCALE_MAX * sh + 8); // a frame: the shape at SCALE_MAX, and a border
+  const maxH = Math.max(...tallest);
   const { edges, counts } = pic;
   const found = [];
   for (let row = 0; row <= h; row++) if (counts[row] >= minW) rowRuns(edges, w, row, minW, found);
@@ -143,12 +144,12 @@ function boxes(pic, sizes) {
       const left = Math.abs(a0 - b0) <= END_TOL;
       const right = Math.abs(a1 - b1) <= END_TOL;
       if (height < MIN_HEIGHT * 0.9 || !(left || right)) continue;
-      for (const size of sizes) {
+      sizes.forEach((size, n) => {
         const expected = (height * size[0]) / size[1];
-        if (x1 - x0 >= expected * (1 - ASPECT_TOL) - SIDE_TOL) {
+        if (height <= tallest[n] && x1 - x0 >= expected * (1 - ASPECT_TOL) - SIDE_TOL) {
           pairs.push([expected, top, bottom, left ? x0 : null, right ? x1 : null, size]);
         }
-      }
+      });
     }
   }
   // Frames of the page's own lines first, one leaning on the picture's edge last; then the lowest frame,
