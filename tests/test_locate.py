@@ -70,10 +70,10 @@ def test_a_dark_line_just_under_a_pale_border_is_not_its_edge(shared_dir: Path, 
     assert found.box == (60, 80, round(rgb.shape[1] * scale), round(rgb.shape[0] * scale))
 
 
-@pytest.mark.parametrize(("scale", "phases"), [(0.41, True), (0.58, True), (0.62, False), (1.5, False)])
-def test_a_small_captcha_is_also_cut_at_other_phases(shared_dir: Path, scale: float, phases: bool) -> None:
-    """Under SMALL of its size (kcaptcha-default on Gnuboard's desktop skin at DPR 1 and 1.25), a captcha is also
-    cut at each of PHASES: the same box, nearest neighbour's grid shifted; larger ones are cut once."""
+@pytest.mark.parametrize(("scale", "phases"), [(0.41, True), (0.65, True), (1.0, False), (1.5, True)])
+def test_a_captcha_at_another_size_is_also_cut_at_other_phases(shared_dir: Path, scale: float, phases: bool) -> None:
+    """At another size than its own (kcaptcha-default on Gnuboard's desktop skin: 0.41 at DPR 1, 0.65 at 1.5), a
+    captcha is also cut at each of PHASES: the same box, nearest neighbour's grid shifted; at its own size, once."""
     rgb, _ = real(shared_dir, "kcaptcha-default", 3)
     page = np.asarray(on_page(rgb, scale, (60, 80)))
     (found,) = locate(page, SIZES)

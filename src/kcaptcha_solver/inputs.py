@@ -107,7 +107,7 @@ def fit(pixels: np.ndarray, width: int, height: int, shift: tuple[float, float] 
     only 43-92 %. The page resamples the same way (no image smoothing).
 
     ``shift`` (x, y, in source pixels) moves the sampling grid: another phase of the same resampling, which
-    solver.py reads as well for a captcha shown much smaller than its size (locate.PHASES).
+    solver.py reads as well for a captcha shown at another size than its own (locate.PHASES).
     """
     if shift == (0.0, 0.0):
         same = pixels.shape[:2] == (height, width)

@@ -73,20 +73,23 @@ INK_MIN, INK_MAX = 0.01, 0.6  # fraction of dark pixels inside a captcha
 BACKGROUND_MIN, BACKGROUND_TOL = 0.35, 16
 # Resampling from the screen back to the model's pixels, chosen by benchmarks/screenshots.py.
 RESAMPLE = Image.NEAREST
-# A captcha shown under SMALL of its size (kcaptcha-default's 160x92 is 66x38 on Gnuboard's desktop skin at DPR 1,
-# 0.41; gnuboard5's 160x60 never less than 0.63) has lost detail that no resampling restores, and where nearest
-# neighbour's grid falls decides which of it the reader sees. So it is also cut at PHASES, shifts of that grid in
-# the screen's pixels; the solver reads them when the first reading scores below the model's sure_min and keeps
-# the surest. On 200 real kcaptcha-default images (not the benchmark's; whole forms): 81.5 -> 87.0 % at DPR 1 and
-# 93.0 -> 96.5 % at DPR 1.25; reading every phase gave the same, +-0.2 .. 0.5 were tried, 0.4 was best.
-SMALL = 0.6
+# A captcha shown at another size than its own has lost or gained pixels, and where nearest neighbour's grid
+# falls decides which of them the reader sees. So it is also cut at PHASES, shifts of that grid in the screen's
+# pixels; the solver reads them when the first reading scores below the model's sure_min and keeps the surest.
+# On 200 real kcaptcha-default images (not the benchmark's; whole forms): 81.5 -> 87.0 % at DPR 1 and 93.0 ->
+# 96.5 % at DPR 1.25 (0.41 and 0.52 of its size); reading every phase gave the same, +-0.2 .. 0.5 were tried,
+# 0.4 was best. This was done only under 0.6 of the size at first; doing it at every other size took
+# kcaptcha-default at DPR 1.5 (0.65) from 98.87 to 99.40 % on 6,000 generated screenshots (1,500 captchas, both
+# skins, PNG and JPEG) and from 98.83 to 99.83 % on real images 200-499 (whole forms); the benchmark's 96 lost one
+# image there. gnuboard5 (0.63-2x): 99.11 -> 99.19 % on those real images at DPR 1-1.5, 99.85 -> 99.89 % on
+# 7,200 generated screenshots at DPR 1-2; seed-l2 read all 7,200 of its own either way.
 PHASES = ((0.4, 0.4), (-0.4, -0.4))
 
 
 @dataclass(frozen=True)
 class Found:
     """One captcha: ``box`` (x, y, w, h) in the input's pixels, the model size it fits, and the crop
-    resampled to that size (uint8 [height, width, 3]); for a small one (SMALL) also ``views``, the crop
+    resampled to that size (uint8 [height, width, 3]); for one at another size also ``views``, the crop
     resampled at each of PHASES."""
 
     box: tuple[int, int, int, int]
@@ -107,9 +110,11 @@ def locate(rgb: np.ndarray, sizes: Sequence[tuple[int, int]], resample: int = RE
     for box, size in _boxes(green, sizes):
         x, y, bw, bh = box
         crop = rgb[y:y + bh, x:x + bw]
-        pixels = crop if (bw, bh) == size else np.asarray(Image.fromarray(crop).resize(size, resample))
-        small = bw < SMALL * size[0] and bh < SMALL * size[1]
-        found.append(Found(box, size, pixels, tuple(fit(crop, *size, shift) for shift in PHASES) if small else ()))
+        if (bw, bh) == size:
+            found.append(Found(box, size, crop))
+        else:
+            views = tuple(fit(crop, *size, shift) for shift in PHASES)
+            found.append(Found(box, size, np.asarray(Image.fromarray(crop).resize(size, resample)), views))
     return found
 
 

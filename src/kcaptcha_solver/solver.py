@@ -44,8 +44,8 @@ How a request flows
 * **read**: the model runs once per model and batch on pictures resampled to its input size
   (:func:`kcaptcha_solver.inputs.fit`, nearest neighbour), and :func:`read` turns its
   probabilities into a :class:`Result`, with the thresholds the model file carries
-  (:class:`kcaptcha_solver.modelfile.Reading`). A captcha found shrunk below ``locate.SMALL`` of its
-  size and read below the model's ``sure_min`` is read once more at other phases of the resampling grid
+  (:class:`kcaptcha_solver.modelfile.Reading`). A captcha found at another size than its own and read
+  below the model's ``sure_min`` is read once more at other phases of the resampling grid
   (``locate.PHASES``), and the surest reading stands.
 
 Audio: Gnuboard's mp3 captcha is another kind of input, not another image. Encoded input that
@@ -476,8 +476,9 @@ class Solver:
 
     def _run(self, info: ModelInfo, pictures: list[Picture]) -> tuple[list[Result], np.ndarray]:
         """One model's reading of pictures, in one onnxruntime call: the Results, and the probabilities. A picture
-        with views (a small captcha: locate.PHASES) whose reading scores below the model's ``sure_min`` is read at
-        them too, in one more call for all such, and the surest reading stands (the first of equals)."""
+        with views (a captcha found at another size: locate.PHASES) whose reading scores below the model's
+        ``sure_min`` is read at them too, in one more call for all such, and the surest reading stands (the first
+        of equals)."""
         probs = self._probs(info, [picture.pixels for picture in pictures])
         answers = [read(p, info) for p in probs]
         again = [(i, view) for i, picture in enumerate(pictures) if answers[i].score < info.reading.sure_min

@@ -266,8 +266,9 @@ async function run(blob, name) {
 
 /**
  * One model's reading of a picture (fits: what route() picks with that model winning a tie). As solver.py's _run,
- * a small found captcha (more than one grid shift: locate.js's PHASES) whose reading scores below the model's
- * sure_min is read at the other shifts too, in one more run, and the surest reading stands, the first of equals.
+ * a captcha found at another size (more than one grid shift: locate.js's PHASES) whose reading scores below the
+ * model's sure_min is read at the other shifts too, in one more run, and the surest reading stands, the first of
+ * equals.
  * The verdict follows solver.py: the calibration saw only a model's own images at its own size (a general
  * model's: whole captchas of any size, stretched), so an answer is sure only there; the first reason that
  * applies is the one the page gives.

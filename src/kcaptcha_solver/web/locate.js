@@ -24,7 +24,6 @@ export const INK_MIN = 0.01;
 export const INK_MAX = 0.6;
 export const BACKGROUND_MIN = 0.35;
 export const BACKGROUND_TOL = 16;
-export const SMALL = 0.6;
 export const PHASES = [
   [0.4, 0.4],
   [-0.4, -0.4],
@@ -43,11 +42,11 @@ export function locate(pixels, width, height, sizes, channels = pixels.length / 
 }
 
 /**
- * The shifts of the resampling grid at which a found captcha may be read: its own, and for one shown under SMALL
- * of its size also PHASES (read when the first reading is unsure), as solver.py does with locate.py's views.
+ * The shifts of the resampling grid at which a found captcha may be read: its own, and for one shown at another
+ * size than its own also PHASES (read when the first reading is unsure), as solver.py does with locate.py's views.
  */
 export function shifts([, , w, h], [width, height]) {
-  return w < SMALL * width && h < SMALL * height ? [[0, 0], ...PHASES] : [[0, 0]];
+  return w === width && h === height ? [[0, 0]] : [[0, 0], ...PHASES];
 }
 
 /** RGB integers (as reading.js's fit() takes them) of `box` in `pixels` (`width` wide, `channels` a pixel). */
