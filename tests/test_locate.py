@@ -79,8 +79,8 @@ def test_a_captcha_at_another_size_is_also_cut_at_other_phases(shared_dir: Path,
     (found,) = locate(page, SIZES)
     x, y, w, h = found.box
     assert found.box == (60, 80, round(160 * scale), round(92 * scale))
-    assert len(found.views) == (len(PHASES) if phases else 0)
-    for view, shift in zip(found.views, PHASES, strict=False):
+    assert len(found.views()) == (len(PHASES) if phases else 0)
+    for view, shift in zip(found.views(), PHASES, strict=False):
         assert view.shape == (92, 160, 3)
         assert (view == fit(page[y:y + h, x:x + w], 160, 92, shift)).all()
         assert not (view == found.pixels).all()

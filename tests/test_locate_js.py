@@ -124,7 +124,7 @@ def boxes_and_hashes(found) -> list[dict]:
     def sha(pixels: np.ndarray) -> str:
         return hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest()
 
-    return [{"box": list(f.box), "size": list(f.size), "sha256": sha(f.pixels), "views": [sha(v) for v in f.views]}
+    return [{"box": list(f.box), "size": list(f.size), "sha256": sha(f.pixels), "views": [sha(v) for v in f.views()]}
             for f in found]
 
 

@@ -538,7 +538,7 @@ def test_a_small_captcha_read_unsure_is_read_at_each_phase_and_the_surest_readin
     for path in files["kcaptcha-default"][:16]:
         page = np.asarray(on_page(np.asarray(Image.open(path).convert("RGB")), 0.5, (60, 80)))
         (found,) = locate(page, [(160, 92)])
-        each = solver.solve_many([found.pixels, *found.views])  # each cut alone: bare 160x92 pictures
+        each = solver.solve_many([found.pixels, *found.views()])  # each cut alone: bare 160x92 pictures
         sure = each[0].score >= solver.info.reading.sure_min
         best = each[0] if sure else max(each, key=lambda r: r.score)
         got = solver.solve(page)

@@ -73,7 +73,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -129,7 +129,7 @@ class Picture(NamedTuple):
 
     pixels: np.ndarray
     box: Box | None  # in the input's pixels; None: the whole input, read as it is (a bare captcha)
-    views: tuple[np.ndarray, ...] = ()  # the same captcha at other phases of its resampling (locate.PHASES)
+    views: Callable[[], tuple[np.ndarray, ...]] = tuple  # the captcha at other phases of its resampling (Found.views)
     # The captcha-sized input (CAPTCHA_MAX) that a found captcha fills (as wide, 2 px spare, and FILL_HEIGHT of its
     # height: a credits band below may be cut off): it may be another configuration's captcha, of which the
     # general model reads this whole input, as it was trained to, rather than the resampled crop. (A loose
@@ -482,7 +482,7 @@ class Solver:
         probs = self._probs(info, [picture.pixels for picture in pictures])
         answers = [read(p, info) for p in probs]
         again = [(i, view) for i, picture in enumerate(pictures) if answers[i].score < info.reading.sure_min
-                 for view in picture.views]
+                 for view in picture.views()]
         if again:
             for (i, _), p in zip(again, self._probs(info, [view for _, view in again]), strict=True):
                 answer = read(p, info)
