@@ -261,10 +261,13 @@ def _frames(top: int, bottom: int, side: int, from_left: bool, size: tuple[int, 
             and abs(side - edge) <= band + SIDE_TOL)
 
 
-def _band(height: int) -> int:
+def _band(height: ArrayLike) -> Any:
     """The rows either side of a pair's line where ``_refine`` looks for the captcha's edge, for a pair ``height``
-    rows apart: a 1-CSS-px border at 3x, plus blending, is ~4 px."""
-    return max(2, round(0.06 * height))
+    rows apart: a 1-CSS-px border at 3x, plus blending, is ~4 px. A number or an array of them
+    (``_may_have_sides``), element-wise; a number gives an int (numpy's scalars would slow ``_refine``'s
+    arithmetic)."""
+    band = np.maximum(2, np.rint(0.06 * np.asarray(height))).astype(int)
+    return band if band.ndim else int(band)
 
 
 def _wider(a: tuple[int, int], b: tuple[int, int]) -> bool:
@@ -489,7 +492,7 @@ def _may_have_sides(columns: np.ndarray, h: int, pairs: list[tuple]) -> np.ndarr
     anchor = np.where(from_left, [x or 0 for x in x0], np.rint(np.array([x or 0 for x in x1]) - expected))
     end = np.where(from_left, anchor, np.rint(anchor + expected)).astype(int)  # as _boxes and _refine round it
     sw, sh = np.array(size).T
-    band = np.maximum(2, np.rint(0.06 * (bottom - top))).astype(int)  # _band
+    band = _band(bottom - top)
     core0, core1 = np.minimum(top + band, h), np.maximum(bottom - band, 0)
     tallest = np.minimum(bottom + band, h) - np.maximum(top - band, 0)
     need = (core1 - core0) - (1 - LINE) * tallest - 1e-6  # slack for LINE's rounding
