@@ -12,7 +12,7 @@ from PIL import Image, ImageDraw
 
 from kcaptcha_solver.generator import PRESETS
 from kcaptcha_solver.inputs import decode_bytes, fit
-from kcaptcha_solver.locate import PHASES, locate
+from kcaptcha_solver.locate import GRID, PHASES, locate
 from kcaptcha_solver.screenshot import squeezes
 from kcaptcha_solver.solver import Solver
 
@@ -73,17 +73,20 @@ def test_a_dark_line_just_under_a_pale_border_is_not_its_edge(shared_dir: Path, 
 @pytest.mark.parametrize(("scale", "phases"), [(0.41, True), (0.65, True), (1.0, False), (1.5, True)])
 def test_a_captcha_at_another_size_is_also_cut_at_other_phases(shared_dir: Path, scale: float, phases: bool) -> None:
     """At another size than its own (kcaptcha-default on Gnuboard's desktop skin: 0.41 at DPR 1, 0.65 at 1.5), a
-    captcha is also cut at each of PHASES: the same box, nearest neighbour's grid shifted; at its own size, once."""
+    captcha is also cut at each of PHASES (by default) or any other shifts, such as GRID's 10: the same box, nearest
+    neighbour's grid shifted; at its own size, once."""
     rgb, _ = real(shared_dir, "kcaptcha-default", 3)
     page = np.asarray(on_page(rgb, scale, (60, 80)))
     (found,) = locate(page, SIZES)
     x, y, w, h = found.box
     assert found.box == (60, 80, round(160 * scale), round(92 * scale))
+    assert len(GRID) == 10 and {(0.0, 0.0), *PHASES}.isdisjoint(GRID)
     assert len(found.views()) == (len(PHASES) if phases else 0)
-    for view, shift in zip(found.views(), PHASES, strict=False):
+    assert len(found.views(GRID)) == (len(GRID) if phases else 0)
+    for view, shift in zip(found.views() + found.views(GRID), PHASES + GRID, strict=False):
         assert view.shape == (92, 160, 3)
         assert (view == fit(page[y:y + h, x:x + w], 160, 92, shift)).all()
-        assert not (view == found.pixels).all()
+        assert shift in GRID or not (view == found.pixels).all()  # a 0.2 px shift may fall on the same pixels
 
 
 def test_each_captcha_of_a_picture_is_found_top_to_bottom(shared_dir: Path) -> None:

@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 from test_locate import SIZES, on_page
 
 from kcaptcha_solver.inputs import decode_bytes
-from kcaptcha_solver.locate import locate
+from kcaptcha_solver.locate import GRID, PHASES, locate
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = json.loads((ROOT / "tests" / "fixtures" / "locate.json").read_text())
@@ -42,7 +42,8 @@ for (const { file, width, height } of manifest) {
   const sha = (pixels) => createHash('sha256').update(Uint8Array.from(pixels)).digest('hex');
   out.push(found.map(({ box, size }) => {
     const crop = cut(rgba, width, box, 4);
-    const [first, ...views] = shifts(box, size).map((shift) => sha(fit(crop, box[2], box[3], size[0], size[1], shift)));
+    const cutAt = (shift) => sha(fit(crop, box[2], box[3], size[0], size[1], shift));
+    const [first, ...views] = shifts(box, size).flat().map(cutAt);
     return { box, size, sha256: first, views };
   }));
 }
@@ -124,8 +125,8 @@ def boxes_and_hashes(found) -> list[dict]:
     def sha(pixels: np.ndarray) -> str:
         return hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest()
 
-    return [{"box": list(f.box), "size": list(f.size), "sha256": sha(f.pixels), "views": [sha(v) for v in f.views()]}
-            for f in found]
+    return [{"box": list(f.box), "size": list(f.size), "sha256": sha(f.pixels),
+             "views": [sha(v) for v in f.views((*PHASES, *GRID))]} for f in found]
 
 
 def test_the_page_cuts_the_boxes_python_cuts(shared_dir: Path, tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from kcaptcha_solver.inputs import fit
-from kcaptcha_solver.solver import ModelInfo, general_doubts, prefer_general, read, route, unmended
+from kcaptcha_solver.solver import ModelInfo, general_doubts, likeliest, prefer_general, read, route, unmended
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "reading.json"
@@ -21,10 +21,10 @@ SPEC = json.loads(FIXTURE.read_text())
 # Runs reading.js on every case of the fixture; prints {"read": [...], "route": [...]} as the Python side gets it.
 NODE_JS = """
 import * as fs from 'node:fs';
-import { fit, generalDoubts, preferGeneral, read, route } from './src/kcaptcha_solver/web/reading.js';
+import { fit, generalDoubts, likeliest, preferGeneral, read, route } from './src/kcaptcha_solver/web/reading.js';
 import { coded, picture } from './tests/fixtures/picture.mjs';
 const spec = JSON.parse(fs.readFileSync(process.argv[1], 'utf8'));
-const out = { read: [], route: [], fit: [], prefer: [], doubt: [] };
+const out = { read: [], route: [], fit: [], prefer: [], doubt: [], likeliest: [] };
 for (const c of spec.read) {
   const { text, chars, score, sure, unmended } = read(Float32Array.from(c.probs.flat()), c.probs.length,
                                                        spec.models[c.model]);
@@ -46,6 +46,14 @@ for (const c of spec.fit) {
   const rgb = fit(coded(W, H), W, H, w, h, c.shift);
   out.fit.push({ columns: Array.from({ length: w }, (_, x) => rgb[3 * x] + 256 * rgb[3 * x + 2]),
                  rows: Array.from({ length: h }, (_, y) => rgb[3 * y * w + 1]) });
+}
+for (const c of spec.likeliest) {
+  const entry = spec.models[c.model];
+  const readings = c.readings.map((p) => {
+    const probs = Float32Array.from(p.flat());
+    return { probs, steps: p.length, answer: read(probs, p.length, entry) };
+  });
+  out.likeliest.push(readings.indexOf(likeliest(readings, entry)));
 }
 console.log(JSON.stringify(out));
 """
@@ -126,6 +134,15 @@ def test_the_page_reads_routes_and_resamples_as_the_spec_says() -> None:
     assert got["fit"] == [{"columns": case["columns"], "rows": case["rows"]} for case in SPEC["fit"]]
     assert got["prefer"] == [case["prefer"] for case in SPEC["prefer"]]
     assert got["doubt"] == [case["doubt"] for case in SPEC["prefer"]]
+    assert got["likeliest"] == [case["chosen"] for case in SPEC["likeliest"]]
+
+
+@pytest.mark.parametrize("case", SPEC["likeliest"], ids=[c["about"] for c in SPEC["likeliest"]])
+def test_python_picks_the_likeliest_reading_as_the_spec_says(case: dict) -> None:
+    model = info(case["model"])
+    readings = [(read(p, model), p) for p in (np.asarray(r, np.float32) for r in case["readings"])]
+    chosen = likeliest(readings, model)
+    assert [k for k, r in enumerate(readings) if r is chosen] == [case["chosen"]]
 
 
 @pytest.mark.parametrize("case", SPEC["prefer"], ids=[c["about"] for c in SPEC["prefer"]])

@@ -46,7 +46,8 @@ How a request flows
   probabilities into a :class:`Result`, with the thresholds the model file carries
   (:class:`kcaptcha_solver.modelfile.Reading`). A captcha found at another size than its own and read
   below the model's ``sure_min`` is read once more at other phases of the resampling grid
-  (``locate.PHASES``), and the surest reading stands.
+  (``locate.PHASES``); when those readings disagree, at every phase of ``locate.GRID``; and the string likeliest
+  under all its readings stands (:func:`likeliest`).
 
 Audio: Gnuboard's mp3 captcha is another kind of input, not another image. Encoded input that
 starts like an mp3 (:func:`kcaptcha_solver.audio.looks_like_mp3`) goes to
@@ -73,7 +74,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
@@ -86,7 +87,7 @@ from PIL import Image
 from . import audio
 from .errors import InputError, ModelError, NoCaptchaError, UsageError, did_you_mean
 from .inputs import MAX_PIXELS, Box, ImageInput, fit, read_bytes, to_rgb_array
-from .locate import locate
+from .locate import GRID, PHASES, locate
 from .modelfile import AUTO, FORMAT_VERSION, GENERAL, Reading, bare, catalogue_key
 from .modelfile import DEFAULT_MODEL as DEFAULT_MODEL  # re-exported: the first model in the catalogue
 
@@ -129,7 +130,8 @@ class Picture(NamedTuple):
 
     pixels: np.ndarray
     box: Box | None  # in the input's pixels; None: the whole input, read as it is (a bare captcha)
-    views: Callable[[], tuple[np.ndarray, ...]] = tuple  # the captcha at other phases of its resampling (Found.views)
+    # the captcha at other phases of its resampling (Found.views), given the shifts; none for a bare one
+    views: Callable[[Sequence[tuple[float, float]]], tuple[np.ndarray, ...]] = lambda shifts: ()  # noqa: E731
     # The captcha-sized input (CAPTCHA_MAX) that a found captcha fills (as wide, 2 px spare, and FILL_HEIGHT of its
     # height: a credits band below may be cut off): it may be another configuration's captcha, of which the
     # general model reads this whole input, as it was trained to, rather than the resampled crop. (A loose
@@ -476,18 +478,17 @@ class Solver:
 
     def _run(self, info: ModelInfo, pictures: list[Picture]) -> tuple[list[Result], np.ndarray]:
         """One model's reading of pictures, in one onnxruntime call: the Results, and the probabilities. A picture
-        with views (a captcha found at another size: locate.PHASES) whose reading scores below the model's
-        ``sure_min`` is read at them too, in one more call for all such, and the surest reading stands (the first
-        of equals)."""
+        with views (a captcha found at another size) whose reading scores below the model's ``sure_min`` is read
+        at locate.PHASES too, in one more call for all such, and where those readings disagree at locate.GRID,
+        in one more; then the string likeliest under all its readings stands (:func:`likeliest`)."""
         probs = self._probs(info, [picture.pixels for picture in pictures])
         answers = [read(p, info) for p in probs]
-        again = [(i, view) for i, picture in enumerate(pictures) if answers[i].score < info.reading.sure_min
-                 for view in picture.views()]
-        if again:
-            for (i, _), p in zip(again, self._probs(info, [view for _, view in again]), strict=True):
-                answer = read(p, info)
-                if answer.score > answers[i].score:
-                    answers[i], probs[i] = answer, p
+        readings = {i: [(answer, probs[i])] for i, answer in enumerate(answers)
+                    if answer.score < info.reading.sure_min}
+        self._read_at(info, pictures, readings, PHASES)
+        self._read_at(info, pictures, {i: r for i, r in readings.items() if len({a.text for a, _ in r}) > 1}, GRID)
+        for i, found in readings.items():
+            answers[i], probs[i] = likeliest(found, info)
         results = []
         for (pixels, box, *_), answer in zip(pictures, answers, strict=True):
             shown = tuple(box[2:]) if box else pixels.shape[1::-1]  # the captcha's size in the input
@@ -503,6 +504,15 @@ class Solver:
             results.append(replace(answer, resized=resized, box=box, warning=warning,
                                    sure=answer.sure and covered and warning is None))
         return results, probs
+
+    def _read_at(self, info: ModelInfo, pictures: list[Picture], readings: dict[int, list[tuple[Result, np.ndarray]]],
+                 shifts: Sequence[tuple[float, float]]) -> None:
+        """Add to each picture's ``readings`` (by index) those of its views at ``shifts``, in one onnxruntime
+        call for all; pictures without views (at the model's own size) gain none."""
+        again = [(i, view) for i in readings for view in pictures[i].views(shifts)]
+        if again:
+            for (i, _), p in zip(again, self._probs(info, [view for _, view in again]), strict=True):
+                readings[i].append((read(p, info), p))
 
     def _probs(self, info: ModelInfo, pixels: list[np.ndarray]) -> np.ndarray:
         """The model's output for pictures brought to its size, in one onnxruntime call."""
@@ -668,7 +678,7 @@ def _char_steps(best: np.ndarray, probs: np.ndarray, decoder: str, none: int) ->
 
 
 def string_score(probs: np.ndarray, labels: list[int], decoder: str, none: int) -> float:
-    """The model's probability of the string ``labels`` (class indices), in float64.
+    """The model's probability of the string ``labels`` (class indices), in float64: :func:`string_scores` of one.
 
     positions: the product over every step of the step's probability for its class: the string's
     characters, then "none" on each step after it (a string that reads "none" too early or too late
@@ -678,8 +688,15 @@ def string_score(probs: np.ndarray, labels: list[int], decoder: str, none: int) 
     best path ignored, and the read one scores low. web/reading.js computes the same probability step
     by step (the same to the 4 places reported).
     """
+    return float(string_scores(probs[None], labels, decoder, none)[0])
+
+
+def string_scores(probs: np.ndarray, labels: list[int], decoder: str, none: int) -> np.ndarray:
+    """:func:`string_score` of one string under each of several readings, probs [views, steps, K+1], in one
+    batch: the likeliest of the strings that a captcha's phases read is chosen by all of them."""
     if decoder == "positions":  # float32 -> Python floats (exact), multiplied left to right
-        return math.prod(probs[np.arange(len(probs)), labels + [none] * (len(probs) - len(labels))].tolist())
+        picked = probs[:, np.arange(probs.shape[1]), labels + [none] * (probs.shape[1] - len(labels))]
+        return np.array([math.prod(row) for row in picked.tolist()])
     ext = np.full(2 * len(labels) + 1, none)  # states: blank, l1, blank, l2, ..., blank
     ext[1::2] = labels
     # move[i, j] = 1 where state j may follow state i: stay, move on one, or skip the blank between two
@@ -690,15 +707,29 @@ def string_score(probs: np.ndarray, labels: list[int], decoder: str, none: int) 
     move = np.eye(len(ext)) + np.eye(len(ext), k=1)
     skips = states[3::2]
     move[skips - 2, skips] = ext[skips] != ext[skips - 2]
-    chain = move[None] * probs[:, ext].astype(np.float64)[:, None, :]  # [steps, states, states]
-    while len(chain) > 1:
-        if len(chain) % 2:
-            chain = np.concatenate([chain, np.eye(len(ext))[None]])
-        chain = chain[0::2] @ chain[1::2]
+    chain = move * probs[:, :, ext].astype(np.float64)[:, :, None, :]  # [views, steps, states, states]
+    while chain.shape[1] > 1:
+        if chain.shape[1] % 2:
+            chain = np.concatenate([chain, np.broadcast_to(np.eye(len(ext)), (len(chain), 1, len(ext), len(ext)))], 1)
+        chain = chain[:, 0::2] @ chain[:, 1::2]
     # No rescaling: probability only drains away along a path, so a value that underflows belongs to a
     # string far below any threshold. Ends in the last character's state or the blank after it; the
     # chain starts in the leading blank's state (row 0), which may move on at the first step.
-    return float(chain[0, 0, -1] + (chain[0, 0, -2] if len(ext) > 1 else 0.0))
+    return chain[:, 0, 0, -1] + (chain[:, 0, 0, -2] if len(ext) > 1 else 0.0)
+
+
+def likeliest(readings: list[tuple[Result, np.ndarray]], info: ModelInfo) -> tuple[Result, np.ndarray]:
+    """Of one captcha's readings at several phases (Result, probs), the string likeliest under all of them (the sum
+    of their log :func:`string_scores`; the first read of equals), and of its readings the surest (the first of
+    equals). Each phase alone misreads a few captchas, mostly not the same ones (locate.GRID)."""
+    texts = list(dict.fromkeys(answer.text for answer, _ in readings))
+    if len(texts) > 1:
+        probs = np.stack([p for _, p in readings])
+        none = len(info.classes)
+        logs = [np.log(np.maximum(string_scores(probs, [info.classes.index(c) for c in text], info.decoder, none),
+                                  1e-300)).sum() for text in texts]
+        texts = [texts[int(np.argmax(logs))]]
+    return max((r for r in readings if r[0].text == texts[0]), key=lambda r: r[0].score)
 
 
 def read(probs: np.ndarray, info: ModelInfo) -> Result:

@@ -7,7 +7,7 @@
 // A picture that is no model's size (a screenshot, a loose crop) goes to locate.js, the page's copy of
 // locate.py, which finds the captcha in it: loaded after the first answer too, or at once for such a picture.
 // The words come from strings.json, which site.py embeds in the page.
-import { confident, fit, fitsLength, generalDoubts, isGeneral, preferGeneral, read, route } from './reading.js';
+import { confident, fit, fitsLength, generalDoubts, isGeneral, likeliest, preferGeneral, read, route } from './reading.js';
 import { fetchModel, initBackend, loadModel, predict } from './runtime/index.js';
 
 performance.mark('app-start');
@@ -234,7 +234,7 @@ async function run(blob, name) {
   const [w, h] = found ? found.size : [picture.width, picture.height];
   const shaped = found ? fit(picture.rgb, picture.width, picture.height, w, h) : picture.rgb;
   const { entry, fits, why } = chooseModel(w, h, shaped);
-  let reading = await readWith(entry, fits, picture, found, [w, h, shaped], found ? found.shifts : [[0, 0]]);
+  let reading = await readWith(entry, fits, picture, found, [w, h, shaped], found ? found.shifts : [[[0, 0]]]);
   // As solver.py's _read: in Auto, the general model (loaded now, the first time) reads again what a specialist
   // read of a captcha found filling a captcha-sized picture (found.entire: another configuration's?), reading
   // that whole picture as it was trained to, or of a bare picture, unless its reading is confident() and made only
@@ -247,7 +247,7 @@ async function run(blob, name) {
   const checked = !own || ![...reading.text].every((ch) => entry.trusted.includes(ch));
   const whole = found ? found.entire : checked && picture;
   if ($('model-select').value === 'auto' && general && entry !== general && whole) {
-    const second = await readWith(general, general, whole, null, [whole.width, whole.height, whole.rgb], [[0, 0]]);
+    const second = await readWith(general, general, whole, null, [whole.width, whole.height, whole.rgb], [[[0, 0]]]);
     const foreign = ![...second.text].every((ch) => entry.classes.includes(ch));
     const stands = preferGeneral(reading.text, second, second.data, second.steps, general) && (!own || foreign);
     if (!fitsLength(reading.unmended, entry) || stands) {
@@ -266,9 +266,9 @@ async function run(blob, name) {
 
 /**
  * One model's reading of a picture (fits: what route() picks with that model winning a tie). As solver.py's _run,
- * a captcha found at another size (more than one grid shift: locate.js's PHASES) whose reading scores below the
- * model's sure_min is read at the other shifts too, in one more run, and the surest reading stands, the first of
- * equals.
+ * a captcha found at another size (stages of grid shifts after its own: locate.js's PHASES, then GRID) whose
+ * reading scores below the model's sure_min is read at PHASES too, in one more run, and where those readings
+ * disagree at GRID, in one more; then likeliest() picks among all its readings.
  * The verdict follows solver.py: the calibration saw only a model's own images at its own size (a general
  * model's: whole captchas of any size, stretched), so an answer is sure only there; the first reason that
  * applies is the one the page gives.
@@ -289,11 +289,15 @@ async function readWith(entry, fits, picture, found, [w, h, shaped], shifts) {
   };
   markOnce('inference-start');
   const t0 = performance.now();
-  let [best] = await readings([toModel(shaped)]);
-  if (shifts.length > 1 && best.answer.score < entry.sure_min) {
-    const views = shifts.slice(1).map((shift) => toModel(fit(picture.rgb, picture.width, picture.height, w, h, shift)));
-    for (const other of await readings(views)) if (other.answer.score > best.answer.score) best = other;
+  const all = await readings([toModel(shaped)]);
+  const [, phases, grid] = shifts;
+  const at = async (stage) =>
+    all.push(...(await readings(stage.map((shift) => toModel(fit(picture.rgb, picture.width, picture.height, w, h, shift))))));
+  if (phases && all[0].answer.score < entry.sure_min) {
+    await at(phases);
+    if (new Set(all.map((r) => r.answer.text)).size > 1) await at(grid);
   }
+  const best = likeliest(all, entry);
   const modelMs = performance.now() - t0;
   const { probs: data, steps, answer: { text, chars, score, sure, unmended } } = best;
   const covered = isGeneral(entry) ? !found : !resized;

@@ -28,6 +28,12 @@ export const PHASES = [
   [0.4, 0.4],
   [-0.4, -0.4],
 ];
+// locate.py's GRID, read where the readings at PHASES disagree: every other phase (a checkerboard) of a grid 0.2 px
+// apart up to 0.4 px either way, in the same order.
+const STEPS = [-0.4, -0.2, 0, 0.2, 0.4];
+export const GRID = STEPS.flatMap((y, j) => STEPS.map((x, i) => [x, y, i + j]))
+  .filter(([x, y, k]) => k % 2 === 0 && !(x === 0 && y === 0) && !PHASES.some(([px, py]) => px === x && py === y))
+  .map(([x, y]) => [x, y]);
 
 /**
  * Every captcha in `pixels` (width x height, `channels` bytes a pixel: 3 for RGB, 4 for RGBA) that has the
@@ -42,11 +48,12 @@ export function locate(pixels, width, height, sizes, channels = pixels.length / 
 }
 
 /**
- * The shifts of the resampling grid at which a found captcha may be read: its own, and for one shown at another
- * size than its own also PHASES (read when the first reading is unsure), as solver.py does with locate.py's views.
+ * The shifts of the resampling grid at which a found captcha may be read, as solver.py reads locate.py's views:
+ * its own, and for one shown at another size than its own also PHASES (read when the first reading is unsure),
+ * then GRID (read when those readings disagree).
  */
 export function shifts([, , w, h], [width, height]) {
-  return w === width && h === height ? [[0, 0]] : [[0, 0], ...PHASES];
+  return w === width && h === height ? [[[0, 0]]] : [[[0, 0]], PHASES, GRID];
 }
 
 /** RGB integers (as reading.js's fit() takes them) of `box` in `pixels` (`width` wide, `channels` a pixel). */

@@ -145,6 +145,28 @@ export function stringScore(rows, labels, decoder, none) {
 }
 
 /**
+ * solver.py's likeliest(): of one captcha's readings at several phases ({probs, steps, answer} each), the one whose
+ * string is likeliest under all of them (the sum of their log stringScore(), the first read of equals), and of
+ * those with that string the surest (the first of equals).
+ */
+export function likeliest(readings, entry) {
+  const texts = [...new Set(readings.map((r) => r.answer.text))];
+  const none = entry.classes.length;
+  let [text] = texts;
+  let top = -Infinity;
+  for (const candidate of texts.length > 1 ? texts : []) {
+    const labels = [...candidate].map((ch) => entry.classes.indexOf(ch));
+    let sum = 0;
+    for (const { probs, steps } of readings) {
+      const rows = Array.from({ length: steps }, (_, s) => probs.subarray(s * (none + 1), (s + 1) * (none + 1)));
+      sum += Math.log(Math.max(stringScore(rows, labels, entry.decoder, none), 1e-300));
+    }
+    if (sum > top) [top, text] = [sum, candidate];
+  }
+  return readings.filter((r) => r.answer.text === text).reduce((best, r) => (r.answer.score > best.answer.score ? r : best));
+}
+
+/**
  * The catalogue entry for a picture of width x height (rgb: Int32Array or Uint8Array, HxWx3): one
  * trained on its size; else the general model (preset "any") when there is one, else the closest aspect
  * ratio (it is resized); between models of one size,
