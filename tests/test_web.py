@@ -737,7 +737,8 @@ def form_screenshots(shared_dir, tmp_path_factory) -> list[tuple[Path, str]]:
     """Chromium screenshots of Gnuboard's whole form (screenshot.py) holding real images, saved as PNG as a
     snipping tool does: gnuboard5 on the desktop skin at DPR 1.25 and the phone skin at DPR 2, kcaptcha-default
     on the desktop skin at DPR 1 (0.41 of its size: read at locate's PHASES too; with the shipped model its
-    plain cut reads "cs6v7z"). (path, label).
+    plain cut reads "cs6v7z"; and "a4gxcex", whose three readings disagree, so it is read at GRID too: the
+    surest of the three, "a4gxex", is wrong). (path, label).
     Rendered in a thread of its own: Playwright's sync API runs one instance per thread, and the page's
     browser may be running in this one."""
     from concurrent.futures import ThreadPoolExecutor
@@ -750,10 +751,11 @@ def form_screenshots(shared_dir, tmp_path_factory) -> list[tuple[Path, str]]:
         out = []
         with Renderer() as renderer:
             for preset, skin, dpr, index in [("gnuboard5", "desktop", 1.25, 21), ("gnuboard5", "mobile", 2.0, 22),
-                                             ("kcaptcha-default", "desktop", 1.0, 41)]:
+                                             ("kcaptcha-default", "desktop", 1.0, 41),
+                                             ("kcaptcha-default", "desktop", 1.0, 39)]:
                 images = sample_images(shared_dir / preset, 1, index)
                 (shot,) = renderer.render(images, skin, dpr, crops=("form",))
-                path = folder / f"form-{preset}-{skin}-{dpr}.png"
+                path = folder / f"form-{preset}-{skin}-{dpr}-{index}.png"
                 path.write_bytes(shot.encode("PNG"))
                 out.append((path, shot.label))
         return out
