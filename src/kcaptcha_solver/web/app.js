@@ -7,7 +7,9 @@
 // A picture that is no model's size (a screenshot, a loose crop) goes to locate.js, the page's copy of
 // locate.py, which finds the captcha in it: loaded after the first answer too, or at once for such a picture.
 // The words come from strings.json, which site.py embeds in the page.
-import { confident, fit, fitsLength, generalDoubts, isGeneral, likeliest, preferGeneral, read, route } from './reading.js';
+import {
+  confident, fit, fitsLength, generalDoubts, isGeneral, likeliest, preferGeneral, read, route,
+} from './reading.js';
 import { fetchModel, initBackend, loadModel, predict } from './runtime/index.js';
 
 performance.mark('app-start');
@@ -291,8 +293,10 @@ async function readWith(entry, fits, picture, found, [w, h, shaped], shifts) {
   const t0 = performance.now();
   const all = await readings([toModel(shaped)]);
   const [, phases, grid] = shifts;
-  const at = async (stage) =>
-    all.push(...(await readings(stage.map((shift) => toModel(fit(picture.rgb, picture.width, picture.height, w, h, shift))))));
+  const at = async (stage) => {
+    const views = stage.map((shift) => toModel(fit(picture.rgb, picture.width, picture.height, w, h, shift)));
+    all.push(...(await readings(views)));
+  };
   if (phases && all[0].answer.score < entry.sure_min) {
     await at(phases);
     if (new Set(all.map((r) => r.answer.text)).size > 1) await at(grid);
