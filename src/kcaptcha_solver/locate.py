@@ -91,9 +91,9 @@ PHASES = ((0.4, 0.4), (-0.4, -0.4))
 # kcaptcha-default images 200-499 and 0-99 (whole forms, both skins, PNG and JPEG, DPR 1-1.5; not the benchmark's):
 # 98.42 -> 98.94 % and 98.25 -> 98.83 % (DPR 1: 97.08 -> 98.08 and 95.50 -> 97.00 %); 3,000 generated ones 98.60
 # -> 98.80 %; gnuboard5's 6,900 generated ones at another size, unchanged (99.88 %). All 25 phases of the grid read
-# 98.92, 98.92 and 98.77 % for 1.6x the runs; reading them whenever the first reading is unsure, the same for 3.6x;
-# the likeliest of 9 phases 0.4 px apart 98.64, 98.67 and 98.77 %; the mean of 25 phases' probabilities 97.94 and
-# 98.75 % on the real ones.
+# 98.92, 98.92 and 98.77 % for 1.6x these 13's extra runs, and 98.92, 98.92 and 98.80 % read whenever the first
+# reading is unsure (6x); the likeliest of 9 phases 0.4 px apart 98.64, 98.67 and 98.77 %; the mean of the 25
+# phases' probabilities 97.94 and 98.75 % on the real ones.
 STEPS = (-0.4, -0.2, 0.0, 0.2, 0.4)
 GRID = tuple((x, y) for j, y in enumerate(STEPS) for i, x in enumerate(STEPS)
              if (i + j) % 2 == 0 and (x, y) != (0.0, 0.0) and (x, y) not in PHASES)
