@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # Time: locate + read on a 1920x1080 screen holding the form, one thread, pixels already decoded; the forms
     # spread evenly over the DPRs (and presets): a DPR-1 captcha is small, and an unsure reading of it is read
-    # again at other phases (locate.PHASES), so DPR 1 costs more.
+    # again at other phases (locate.PHASES, then locate.GRID where those disagree), so DPR 1 costs more.
     picked = forms[::max(1, len(forms) // args.timing)][:args.timing] if args.timing else []
     timed = time_screens(solver, picked)
     result = {

@@ -550,7 +550,9 @@ def test_a_small_captcha_read_unsure_is_read_at_more_phases_and_the_likeliest_st
         else:
             probs = solver._probs(info, cuts)
             texts = list(dict.fromkeys(r.text for r in each))
-            logs = [np.log(string_scores(probs, [info.classes.index(c) for c in t], "ctc", 23)).sum() for t in texts]
+            none = len(info.classes)
+            logs = [np.log(string_scores(probs, [info.classes.index(c) for c in t], info.decoder, none)).sum()
+                    for t in texts]
             way, best = "grid", max((r for r in each if r.text == texts[int(np.argmax(logs))]), key=lambda r: r.score)
         got = solver.solve(page)
         assert (got.text, got.score, got.box, got.resized, got.sure) == (best.text, best.score, found.box, True, False)

@@ -131,7 +131,7 @@ class Picture(NamedTuple):
     pixels: np.ndarray
     box: Box | None  # in the input's pixels; None: the whole input, read as it is (a bare captcha)
     # the captcha at other phases of its resampling (Found.views), given the shifts; none for a bare one
-    views: Callable[[Sequence[tuple[float, float]]], tuple[np.ndarray, ...]] = lambda shifts: ()  # noqa: E731
+    views: Callable[[Sequence[tuple[float, float]]], tuple[np.ndarray, ...]] = lambda shifts: ()
     # The captcha-sized input (CAPTCHA_MAX) that a found captcha fills (as wide, 2 px spare, and FILL_HEIGHT of its
     # height: a credits band below may be cut off): it may be another configuration's captcha, of which the
     # general model reads this whole input, as it was trained to, rather than the resampled crop. (A loose
@@ -723,13 +723,14 @@ def likeliest(readings: list[tuple[Result, np.ndarray]], info: ModelInfo) -> tup
     of their log :func:`string_scores`; the first read of equals), and of its readings the surest (the first of
     equals). Each phase alone misreads a few captchas, mostly not the same ones (locate.GRID)."""
     texts = list(dict.fromkeys(answer.text for answer, _ in readings))
+    text = texts[0]
     if len(texts) > 1:
         probs = np.stack([p for _, p in readings])
         none = len(info.classes)
-        logs = [np.log(np.maximum(string_scores(probs, [info.classes.index(c) for c in text], info.decoder, none),
-                                  1e-300)).sum() for text in texts]
-        texts = [texts[int(np.argmax(logs))]]
-    return max((r for r in readings if r[0].text == texts[0]), key=lambda r: r[0].score)
+        logs = [np.log(np.maximum(string_scores(probs, [info.classes.index(c) for c in t], info.decoder, none),
+                                  1e-300)).sum() for t in texts]
+        text = texts[int(np.argmax(logs))]
+    return max((r for r in readings if r[0].text == text), key=lambda r: r[0].score)
 
 
 def read(probs: np.ndarray, info: ModelInfo) -> Result:

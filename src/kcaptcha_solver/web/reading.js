@@ -153,15 +153,16 @@ export function likeliest(readings, entry) {
   const texts = [...new Set(readings.map((r) => r.answer.text))];
   const none = entry.classes.length;
   let [text] = texts;
-  let top = -Infinity;
-  for (const candidate of texts.length > 1 ? texts : []) {
-    const labels = [...candidate].map((ch) => entry.classes.indexOf(ch));
-    let sum = 0;
-    for (const { probs, steps } of readings) {
-      const rows = Array.from({ length: steps }, (_, s) => probs.subarray(s * (none + 1), (s + 1) * (none + 1)));
-      sum += Math.log(Math.max(stringScore(rows, labels, entry.decoder, none), 1e-300));
+  if (texts.length > 1) {
+    const rowsOf = readings.map(({ probs, steps }) =>
+      Array.from({ length: steps }, (_, s) => probs.subarray(s * (none + 1), (s + 1) * (none + 1))));
+    let top = -Infinity;
+    for (const candidate of texts) {
+      const labels = [...candidate].map((ch) => entry.classes.indexOf(ch));
+      let sum = 0;
+      for (const rows of rowsOf) sum += Math.log(Math.max(stringScore(rows, labels, entry.decoder, none), 1e-300));
+      if (sum > top) [top, text] = [sum, candidate];
     }
-    if (sum > top) [top, text] = [sum, candidate];
   }
   return readings.filter((r) => r.answer.text === text).reduce((best, r) => (r.answer.score > best.answer.score ? r : best));
 }
