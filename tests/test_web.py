@@ -736,9 +736,9 @@ def test_the_mp3_reader_loads_after_the_first_answer(browser, server, shared_dir
 def form_screenshots(shared_dir, tmp_path_factory) -> list[tuple[Path, str]]:
     """Chromium screenshots of Gnuboard's whole form (screenshot.py) holding real images, saved as PNG as a
     snipping tool does: gnuboard5 on the desktop skin at DPR 1.25 and the phone skin at DPR 2, kcaptcha-default
-    on the desktop skin at DPR 1 (0.41 of its size: read at locate's PHASES too; with the shipped model its
-    plain cut reads "cs6v7z"; and "a4gxcex", whose three readings disagree, so it is read at GRID too: the
-    surest of the three, "a4gxex", is wrong). (path, label).
+    on the desktop skin at DPR 1 (0.41 of its size: "kbza7", read unsure, so at locate's PHASES too; and
+    "8k6y5e", whose three readings disagree, so it is read at GRID too: with the shipped model its plain cut
+    reads "8k6yv5e" and the surest of the three "8k6v5e"; the likeliest string is right). (path, label).
     Rendered in a thread of its own: Playwright's sync API runs one instance per thread, and the page's
     browser may be running in this one."""
     from concurrent.futures import ThreadPoolExecutor
@@ -751,8 +751,8 @@ def form_screenshots(shared_dir, tmp_path_factory) -> list[tuple[Path, str]]:
         out = []
         with Renderer() as renderer:
             for preset, skin, dpr, index in [("gnuboard5", "desktop", 1.25, 21), ("gnuboard5", "mobile", 2.0, 22),
-                                             ("kcaptcha-default", "desktop", 1.0, 41),
-                                             ("kcaptcha-default", "desktop", 1.0, 39)]:
+                                             ("kcaptcha-default", "desktop", 1.0, 6),
+                                             ("kcaptcha-default", "desktop", 1.0, 407)]:
                 images = sample_images(shared_dir / preset, 1, index)
                 (shot,) = renderer.render(images, skin, dpr, crops=("form",))
                 path = folder / f"form-{preset}-{skin}-{dpr}-{index}.png"

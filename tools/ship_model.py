@@ -46,6 +46,17 @@ def hardware(rows: list[dict]) -> str:
     return f"one {device} GPU, images drawn by its CPU cores"
 
 
+def seen(cfg: TrainConfig, rows: list[dict]) -> tuple[int, str]:
+    """Images a run trained on, from its metrics (a run cut by its time limit saw fewer than its command asks),
+    and how the card says so."""
+    images = int(rows[-1]["samples"])
+    ran = len(rows)
+    if images == cfg.train_samples:
+        return images, f"{cfg.epochs} epochs x {cfg.steps_per_epoch} steps x {cfg.batch_size}"
+    return images, (f"{ran} of its {cfg.epochs} epochs x {cfg.steps_per_epoch} steps x {cfg.batch_size}: "
+                    f"`timeout` cut the run, and its schedule's last epochs never ran")
+
+
 def ancestry(cfg: TrainConfig) -> str:
     """Card rows for each run this one was fine-tuned from (``--init`` chains), nearest first."""
     import torch
@@ -68,8 +79,9 @@ def ancestry(cfg: TrainConfig) -> str:
         run = Path(cfg.init).parent
         rows_base = metrics(run)
         minutes = float(rows_base[-1]["wall_s"]) / 60
-        rows += (f"| started from | `{cfg.init}`, made by `{command(base, str(run))}`: {base.train_samples:,} more "
-                 f"images, seeds {base.seed:,} .. {base.seed + base.train_samples - 1:,}, {minutes:.1f} min on "
+        images, _ = seen(base, rows_base)
+        rows += (f"| started from | `{cfg.init}`, made by `{command(base, str(run))}`: {images:,} more "
+                 f"images, seeds {base.seed:,} .. {base.seed + images - 1:,}, {minutes:.1f} min on "
                  f"{hardware(rows_base)} |\n")
         cfg = base
     return rows
@@ -81,9 +93,10 @@ def run_rows(args: argparse.Namespace, cfg: TrainConfig, name: str, written: dic
     best = max(rows, key=lambda r: float(r["val_acc"]))
     onnx_path = written["onnx"]
     tfjs_bytes = sum(f.stat().st_size for f in written["tfjs"].rglob("*") if f.is_file())
+    images, how = seen(cfg, rows)
     return f"""| command | `{command(cfg, str(args.run))}` (with `KCAPTCHA_FONTS` pointing at {fonts}) |
-{ancestry(cfg)}| training seeds | {cfg.seed:,} .. {cfg.seed + cfg.train_samples - 1:,} (fresh images every step, never the evaluation range 70M-90M) |
-| images seen | {cfg.train_samples:,} ({cfg.epochs} epochs x {cfg.steps_per_epoch} steps x {cfg.batch_size}) |
+{ancestry(cfg)}| training seeds | {cfg.seed:,} .. {cfg.seed + images - 1:,} (fresh images every step, never the evaluation range 70M-90M) |
+| images seen | {images:,} ({how}) |
 | validation | {cfg.val_count:,} generated images from seed {cfg.val_seed:,}: best {100 * float(best['val_acc']):.2f} % at epoch {best['epoch']} |
 | wall time | {float(rows[-1]['wall_s']) / 60:.1f} min for the whole run on {hardware(rows)} |
 | ONNX file | `{onnx_path.name}`, {onnx_path.stat().st_size:,} bytes ({weights}) |
