@@ -156,12 +156,18 @@ def history(page) -> list[dict]:
     return page.eval_on_selector_all("#history li", "els => els.map((e) => ({...e.dataset}))")
 
 
-def solve_one(page, action) -> str:
-    """Run ``action`` (which gives the page one image) and return the answer text."""
+def settle(page, action) -> str:
+    """Run ``action`` (which gives the page one input) and return the state the page settles in. The state is
+    set back to 'ready' first, so that an earlier answer's 'done' cannot pass for this input's."""
     page.evaluate("document.body.dataset.state = 'ready'")
     action()
     wait(page, SETTLED)
-    assert page.evaluate("document.body.dataset.state") == "done", page.text_content("#status")
+    return page.evaluate("document.body.dataset.state")
+
+
+def solve_one(page, action) -> str:
+    """Run ``action`` (which gives the page one image) and return the answer text."""
+    assert settle(page, action) == "done", page.text_content("#status")
     return page.get_attribute("#result", "data-text")
 
 
@@ -521,9 +527,8 @@ def test_an_error_clears_the_previous_answer(page, shared_dir, reference) -> Non
     path = sample_files(shared_dir / "gnuboard5")[0]
     text = solve_one(page, lambda: page.set_input_files("#file-input", str(path)))
     assert text == reference["gnuboard5"].solve(path).text and page.is_visible("#preview")
-    page.set_input_files("#file-input", {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a picture"})
-    wait(page, SETTLED)
-    assert page.evaluate("document.body.dataset.state") == "error"
+    notes = {"name": "notes.txt", "mimeType": "text/plain", "buffer": b"not a picture"}
+    assert settle(page, lambda: page.set_input_files("#file-input", notes)) == "error"
     assert page.text_content("#result") == "" and page.get_attribute("#result", "data-text") is None
     assert page.text_content("#model-used") == "" and page.is_disabled("#copy") and not page.is_visible("#preview")
     assert [row["text"] for row in history(page)] == [text]  # still in the history, as a past answer
@@ -659,10 +664,7 @@ def test_no_english_is_left_in_the_korean_page(browser, server, tfjs_models) -> 
 
 def drop_and_wait(page, path: Path) -> str:
     """Drop ``path`` on the page; the state it settles in."""
-    page.evaluate("document.body.dataset.state = 'ready'")
-    dispatch(page, "drop", path)
-    wait(page, SETTLED)
-    return page.evaluate("document.body.dataset.state")
+    return settle(page, lambda: dispatch(page, "drop", path))
 
 
 @pytest.mark.parametrize("voice", ["basic", "jmoon"])
@@ -814,10 +816,7 @@ def test_a_picture_without_a_captcha_is_an_error_and_4k_is_the_limit(browser, se
     context, page = open_page(browser, server, locale)
     try:
         for path, key, size in [(big, "no_captcha", (3840, 2160)), (larger, "too_large", (3841, 2160))]:
-            page.evaluate("document.body.dataset.state = 'ready'")
-            dispatch(page, "paste", path)
-            wait(page, SETTLED)
-            assert page.evaluate("document.body.dataset.state") == "error"
+            assert settle(page, lambda path=path: dispatch(page, "paste", path)) == "error"
             assert page.text_content("#status") == WORDS[lang][key].format(w=size[0], h=size[1])
             assert page.text_content("#result") == "" and not page.is_visible("#crop")
     finally:
