@@ -50,10 +50,9 @@ def seen(cfg: TrainConfig, rows: list[dict]) -> tuple[int, str]:
     """Images a run trained on, from its metrics (a run cut by its time limit saw fewer than its command asks),
     and how the card says so."""
     images = int(rows[-1]["samples"])
-    ran = len(rows)
     if images == cfg.train_samples:
         return images, f"{cfg.epochs} epochs x {cfg.steps_per_epoch} steps x {cfg.batch_size}"
-    return images, (f"{ran} of its {cfg.epochs} epochs x {cfg.steps_per_epoch} steps x {cfg.batch_size}: "
+    return images, (f"{len(rows)} of its {cfg.epochs} epochs x {cfg.steps_per_epoch} steps x {cfg.batch_size}: "
                     f"`timeout` cut the run, and its schedule's last epochs never ran")
 
 

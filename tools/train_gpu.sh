@@ -64,15 +64,16 @@ done
 mkdir -p "$OUT_DIR" runs
 read -r -a ax <<< "${AX:-}"; read -r -a kx <<< "${KX:-}"
 nvidia-smi --query-gpu=name --format=csv,noheader 2>&1 | tee "$OUT_DIR/info.txt"
+# kcaptcha-default's run in either form; each adds its batch, workers and schedule
+kd=(--preset kcaptcha-default --arch ctc-wide --lr "${KLR:-0.0003}" --weight-decay 0.0001 --seed "$SEED_KD"
+    --val-seed 90000000 --init .gpu-init/kd.pt --screen 0.7 --screen-min 0.38 --screen-max 0.7 --threads 2 --quiet)
 
 if [ "${1:-}" = kd ]; then
     # Throughput is not known before the machine is: a 2-epoch probe measures it, and the run's one-cycle schedule
     # gets as many epochs as fit the time left, so its learning rate comes down before the cut. The probe's second
     # epoch is the one timed: on a fresh machine the first ran at 5,400 images/s and the run at 8,600.
     KS=${KS:-500}; KB=${KB:-256}; KDW=${KDW:-14}   # KDW: every core but the main process and one spare
-    kd=(--preset kcaptcha-default --arch ctc-wide --batch-size "$KB" --lr "${KLR:-0.0003}" --weight-decay 0.0001
-        --seed "$SEED_KD" --val-seed 90000000 --init .gpu-init/kd.pt --screen 0.7 --screen-min 0.38
-        --screen-max 0.7 --workers "$KDW" --threads 2 --quiet)
+    kd+=(--batch-size "$KB" --workers "$KDW")
     t0=$SECONDS
     timeout -k 10 120 "$PY" -m kcaptcha_solver.cli train "${kd[@]}" --epochs 2 --steps "${PROBE:-200}" \
         --val-count 200 --out runs/kd-probe > "$OUT_DIR/probe.log" 2>&1 || { cat "$OUT_DIR/probe.log"; exit 1; }
@@ -93,10 +94,8 @@ timeout -k 10 "$CUT" "$PY" -m kcaptcha_solver.cli train --preset any --arch ctc-
     --init .gpu-init/any.pt --workers "$AW" --threads 2 --quiet --out runs/any-next ${ax[@]+"${ax[@]}"} \
     > "$OUT_DIR/any.log" 2>&1 &
 pa=$!
-timeout -k 10 "$CUT" "$PY" -m kcaptcha_solver.cli train --preset kcaptcha-default --arch ctc-wide --epochs "$KE" \
-    --steps 300 --batch-size 128 --lr 0.0003 --weight-decay 0.0001 --seed "$SEED_KD" --val-seed 90000000 \
-    --val-count 2000 --init .gpu-init/kd.pt --screen 0.7 --screen-min 0.38 --screen-max 0.7 --workers "$KW" \
-    --threads 2 --quiet --out runs/kd-next ${kx[@]+"${kx[@]}"} > "$OUT_DIR/kd.log" 2>&1 &
+timeout -k 10 "$CUT" "$PY" -m kcaptcha_solver.cli train "${kd[@]}" --epochs "$KE" --steps 300 --batch-size 128 \
+    --val-count 2000 --workers "$KW" --out runs/kd-next ${kx[@]+"${kx[@]}"} > "$OUT_DIR/kd.log" 2>&1 &
 pk=$!
 wait $pa; echo "kcaptcha-any: exit $? (124: cut at $CUT s)" | tee -a "$OUT_DIR/info.txt"
 wait $pk; echo "kcaptcha-default: exit $? (124: cut at $CUT s)" | tee -a "$OUT_DIR/info.txt"
