@@ -596,21 +596,6 @@ def test_a_picture_without_a_captcha_is_no_captcha_error(files: dict[str, list[P
     assert isinstance(out[0], NoCaptchaError) and out[1].text == label(files["seed-l2"][0])
 
 
-def test_a_blank_picture_read_whole_is_no_captcha_error_not_an_empty_answer(files: dict[str, list[Path]]) -> None:
-    """A captcha-sized picture is read whole, unsearched; a blank one reads no symbol: that is no captcha (KCAPTCHA
-    draws 2 or more), at a model's own size (gnuboard5's, kcaptcha-default's) or another (the general model's).
-    (gnuboard5 alone, whose head reads 6 positions whatever it sees, reads it "111111" at 0.20: unsure.)"""
-    solver = Solver()
-    for w, h in ((160, 60), (160, 92), (161, 61)):
-        blank = np.full((h, w, 3), 255, np.uint8)
-        with pytest.raises(NoCaptchaError, match=rf"^no captcha found in this {w}x{h} picture$"):
-            solver.solve(blank)
-        with pytest.raises(NoCaptchaError):
-            solver.solve_all(blank)
-        out = solver.solve_many([blank, files["seed-l2"][0]])
-        assert isinstance(out[0], NoCaptchaError) and out[1].text == label(files["seed-l2"][0])
-
-
 def test_a_4k_png_screenshot_is_accepted(files: dict[str, list[Path]]) -> None:
     path = files["kcaptcha-default"][2]
     page = on_page(np.asarray(Image.open(path).convert("RGB")), 3.0, (2900, 1700), size=(3840, 2160))

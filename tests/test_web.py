@@ -334,17 +334,6 @@ def test_a_text_file_is_an_error(page) -> None:
     assert "not an image" in page.text_content("#status")
 
 
-def test_a_blank_captcha_sized_picture_is_no_captcha(page, tmp_path) -> None:
-    """As solver.py: a picture read whole in which the model reads no symbol holds no captcha; not an empty answer."""
-    from PIL import Image
-
-    blank = tmp_path / "blank.png"
-    Image.new("RGB", (160, 60), "white").save(blank)
-    assert settle(page, lambda: page.set_input_files("#file-input", str(blank))) == "error"
-    assert page.text_content("#status") == WORDS["en"]["no_captcha"].format(w=160, h=60)
-    assert page.text_content("#result") == ""
-
-
 def test_a_corrupt_image_is_an_error(page, shared_dir) -> None:
     data = sample_files(shared_dir / "gnuboard5")[0].read_bytes()[:200]
     page.set_input_files("#file-input", {"name": "cut.jpg", "mimeType": "image/jpeg", "buffer": data})

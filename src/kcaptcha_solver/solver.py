@@ -31,8 +31,7 @@ How a request flows
   one. A picture with none is a :class:`~kcaptcha_solver.errors.NoCaptchaError`, never a guess, unless
   it is no bigger than KCAPTCHA draws (``CAPTCHA_MAX``): then it may be another configuration's captcha,
   and it is read whole and stretched, box None: by the general model when there is one (sure when its
-  score says so: it was calibrated on such pictures), else by the closest shape and never sure. A picture
-  read whole in which no symbol is read holds none either (:func:`_holds_one`). A captcha
+  score says so: it was calibrated on such pictures), else by the closest shape and never sure. A captcha
   found at another scale than its model's is ``resized`` and never sure (see ``Solver._run``).
 * **route**: with ``"auto"`` (the default), :func:`route` picks the shipped model for the
   picture's size (a located captcha's is its model's), told apart by ink width when two share a
@@ -376,8 +375,7 @@ class Solver:
         empty list never passes for a reading."""
         start = time.perf_counter()
         got = self._decode(image)
-        results = [got] if isinstance(got, Result) else [_holds_one(result, picture) for result, picture
-                                                         in zip(self._read(got), got, strict=True)]
+        results = [got] if isinstance(got, Result) else self._read(got)
         ms = round((time.perf_counter() - start) * 1000 / len(results), 3)
         return [replace(r, ms=ms) for r in results]
 
@@ -413,11 +411,8 @@ class Solver:
                 pictures[i] = got[0]  # the first captcha, top to bottom
                 got = None
             out.append(got)
-        for (i, picture), result in zip(pictures.items(), self._read(list(pictures.values())), strict=True):
-            try:
-                out[i] = _holds_one(result, picture)
-            except NoCaptchaError as exc:
-                out[i] = exc.with_traceback(None)  # as above
+        for i, result in zip(pictures, self._read(list(pictures.values())), strict=True):
+            out[i] = result
         ms = round((time.perf_counter() - start) * 1000 / max(len(out), 1), 3)
         return [r if isinstance(r, InputError) else replace(r, ms=ms) for r in out]
 
@@ -590,17 +585,6 @@ class Solver:
 
 def _order(info: ModelInfo) -> tuple:
     return catalogue_key(info.name, info.width, info.height)
-
-
-def _holds_one(result: Result, picture: Picture) -> Result:
-    """``result``, unless it read no symbol at all of a picture read whole (box None: a bare picture, or the
-    whole picture a found captcha fills): KCAPTCHA draws 2 or more, so that picture holds none, and an empty
-    answer would pass for a reading. A NoCaptchaError then, as for a picture where none is found (a blank
-    160x60 picture, say); the page does the same."""
-    if result.text or result.box is not None:
-        return result
-    h, w = (picture.pixels if picture.entire is None else picture.entire).shape[:2]
-    raise NoCaptchaError(f"no captcha found in this {w}x{h} picture")
 
 
 def _refuse_single(images: object) -> None:

@@ -258,8 +258,6 @@ async function run(blob, name) {
       reading = { ...reading, verdict: { ...reading.verdict, sure: false, doubt: ['unsure_general', { text: second.text }] } };
     }
   }
-  // As solver.py's _holds_one: no symbol read of a picture read whole means no captcha in it, not an empty answer.
-  if (!found && reading.text === '') throw new PageError('no_captcha', { w: picture.width, h: picture.height });
   markOnce('first-answer');
   const { chars, verdict, meta, resized, modelMs } = reading;
   const scaled = () => (resized ? t('scaled_used', { w: picture.width, h: picture.height }) : '');
