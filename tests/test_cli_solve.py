@@ -175,11 +175,14 @@ def test_a_screenshot_prints_the_box_and_a_picture_without_a_captcha_fails(
     on_page(np.asarray(Image.open(src).convert("RGB")), 2.0, (301, 97)).save(shot)
     blank = tmp_path / "blank.png"
     Image.new("RGB", (1280, 720), "white").save(blank)
-    assert main(["solve", str(shot), str(blank)]) == 1
+    white = tmp_path / "white.png"  # a captcha's size, read whole: no ink, no captcha (not 111111)
+    Image.new("RGB", (160, 60), "white").save(white)
+    assert main(["solve", str(shot), str(blank), str(white)]) == 1
     out, err = capsys.readouterr()
     assert out == f"{shot} {label(src)}  at 301,97 320x120  unsure (score {Solver().solve(shot).score:.4f})\n"
     assert err == (f"error: {blank}: no captcha found in this 1280x720 picture\n"
-                   "error: 1 of 2 files could not be read\n")
+                   f"error: {white}: no captcha found in this 160x60 picture: it has no ink\n"
+                   "error: 2 of 3 files could not be read\n")
     assert main(["solve", "--json", str(shot), str(blank)]) == 1
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert (rows[0]["text"], rows[0]["box"], rows[0]["resized"]) == (label(src), [301, 97, 320, 120], True)

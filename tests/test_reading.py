@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kcaptcha_solver.inputs import fit
+from kcaptcha_solver.inputs import fit, inked
 from kcaptcha_solver.solver import ModelInfo, general_doubts, likeliest, prefer_general, read, route, unmended
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,10 +21,12 @@ SPEC = json.loads(FIXTURE.read_text())
 # Runs reading.js on every case of the fixture; prints {"read": [...], "route": [...]} as the Python side gets it.
 NODE_JS = """
 import * as fs from 'node:fs';
-import { fit, generalDoubts, likeliest, preferGeneral, read, route } from './src/kcaptcha_solver/web/reading.js';
+import {
+  fit, generalDoubts, inked, likeliest, preferGeneral, read, route,
+} from './src/kcaptcha_solver/web/reading.js';
 import { coded, picture } from './tests/fixtures/picture.mjs';
 const spec = JSON.parse(fs.readFileSync(process.argv[1], 'utf8'));
-const out = { read: [], route: [], fit: [], prefer: [], doubt: [], likeliest: [] };
+const out = { read: [], route: [], fit: [], prefer: [], doubt: [], likeliest: [], inked: [] };
 for (const c of spec.read) {
   const { text, chars, score, sure, unmended } = read(Float32Array.from(c.probs.flat()), c.probs.length,
                                                        spec.models[c.model]);
@@ -55,6 +57,7 @@ for (const c of spec.likeliest) {
   });
   out.likeliest.push(readings.indexOf(likeliest(readings, entry)));
 }
+for (const c of spec.inked) out.inked.push(inked(picture(c.image), c.image.width, c.image.height));
 console.log(JSON.stringify(out));
 """
 
@@ -107,6 +110,11 @@ def test_python_resamples_as_the_spec_says(case: dict) -> None:
     assert out[:, 0, 1].tolist() == case["rows"]
 
 
+@pytest.mark.parametrize("case", SPEC["inked"], ids=[c["about"] for c in SPEC["inked"]])
+def test_python_sees_ink_as_the_spec_says(case: dict) -> None:
+    assert inked(picture(case["image"])) is case["inked"]
+
+
 def test_the_unshifted_grid_is_pillows_nearest() -> None:
     """inputs.nearest, which cuts the shifted phases, is Pillow's NEAREST (what fit() uses unshifted) at shift 0."""
     from PIL import Image
@@ -135,6 +143,7 @@ def test_the_page_reads_routes_and_resamples_as_the_spec_says() -> None:
     assert got["prefer"] == [case["prefer"] for case in SPEC["prefer"]]
     assert got["doubt"] == [case["doubt"] for case in SPEC["prefer"]]
     assert got["likeliest"] == [case["chosen"] for case in SPEC["likeliest"]]
+    assert got["inked"] == [case["inked"] for case in SPEC["inked"]]
 
 
 @pytest.mark.parametrize("case", SPEC["likeliest"], ids=[c["about"] for c in SPEC["likeliest"]])

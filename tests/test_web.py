@@ -802,7 +802,8 @@ def test_a_pasted_screenshot_of_the_form_is_answered_with_its_crop(
 
 @pytest.mark.parametrize(("locale", "lang"), [("en-US", "en"), ("ko-KR", "ko")])
 def test_a_picture_without_a_captcha_is_an_error_and_4k_is_the_limit(browser, server, tmp_path, locale, lang) -> None:
-    """A text page is "no captcha found", never an answer; a 4K screenshot is searched, anything larger refused."""
+    """A text page is "no captcha found", never an answer, and so is a blank picture of a captcha's size, read whole
+    (a model's own size, and one that is searched first); a 4K screenshot is searched, anything larger refused."""
     from PIL import Image, ImageDraw
 
     text_page = Image.new("RGB", (3840, 2160), "white")
@@ -813,9 +814,13 @@ def test_a_picture_without_a_captcha_is_an_error_and_4k_is_the_limit(browser, se
     text_page.save(big)
     larger = tmp_path / "larger.png"
     Image.new("RGB", (3841, 2160), "white").save(larger)
+    white, grey = tmp_path / "white.png", tmp_path / "grey.png"
+    Image.new("RGB", (160, 60), "white").save(white)
+    Image.new("RGB", (130, 60), (200, 200, 200)).save(grey)
     context, page = open_page(browser, server, locale)
     try:
-        for path, key, size in [(big, "no_captcha", (3840, 2160)), (larger, "too_large", (3841, 2160))]:
+        for path, key, size in [(big, "no_captcha", (3840, 2160)), (white, "no_captcha", (160, 60)),
+                                (grey, "no_captcha", (130, 60)), (larger, "too_large", (3841, 2160))]:
             assert settle(page, lambda path=path: dispatch(page, "paste", path)) == "error"
             assert page.text_content("#status") == WORDS[lang][key].format(w=size[0], h=size[1])
             assert page.text_content("#result") == "" and not page.is_visible("#crop")

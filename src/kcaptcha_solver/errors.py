@@ -35,8 +35,8 @@ class ImageError(InputError):
 
 
 class NoCaptchaError(ImageError):
-    """A readable picture with no captcha in it: nothing of a model's shape was found, so nothing is read
-    (an answer invented from a photo or a blank page would pass for a reading)."""
+    """A readable picture with no captcha in it: nothing of a model's shape was found, or a picture read whole
+    has no ink, so nothing is read (an answer invented from a photo or a blank page would pass for a reading)."""
 
 
 class UsageError(KcaptchaError, TypeError):

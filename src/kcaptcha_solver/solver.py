@@ -31,7 +31,8 @@ How a request flows
   one. A picture with none is a :class:`~kcaptcha_solver.errors.NoCaptchaError`, never a guess, unless
   it is no bigger than KCAPTCHA draws (``CAPTCHA_MAX``): then it may be another configuration's captcha,
   and it is read whole and stretched, box None: by the general model when there is one (sure when its
-  score says so: it was calibrated on such pictures), else by the closest shape and never sure. A captcha
+  score says so: it was calibrated on such pictures), else by the closest shape and never sure. A picture
+  read whole with no ink in it (``inputs.inked``: a blank one) is a NoCaptchaError too. A captcha
   found at another scale than its model's is ``resized`` and never sure (see ``Solver._run``).
 * **route**: with ``"auto"`` (the default), :func:`route` picks the shipped model for the
   picture's size (a located captcha's is its model's), told apart by ink width when two share a
@@ -86,7 +87,7 @@ from PIL import Image
 
 from . import audio
 from .errors import InputError, ModelError, NoCaptchaError, UsageError, did_you_mean
-from .inputs import MAX_PIXELS, Box, ImageInput, fit, read_bytes, to_rgb_array
+from .inputs import MAX_PIXELS, Box, ImageInput, fit, inked, read_bytes, to_rgb_array
 from .locate import GRID, PHASES, locate
 from .modelfile import AUTO, FORMAT_VERSION, GENERAL, Reading, bare, catalogue_key
 from .modelfile import DEFAULT_MODEL as DEFAULT_MODEL  # re-exported: the first model in the catalogue
@@ -540,12 +541,12 @@ class Solver:
         that model's size. When it finds none, a captcha-sized picture is read whole, stretched: a captcha
         of another configuration, which "auto" gives to the general model (sure when it is sure: it was
         calibrated on such pictures) or, without one, to the closest shape (resized, so never sure). A
-        bigger one is a NoCaptchaError."""
+        bigger one is a NoCaptchaError, and so is a picture read whole with no ink in it (``inputs.inked``)."""
         rgb = to_rgb_array(image, self.max_pixels)
         h, w = rgb.shape[:2]
         captcha_sized = w <= self._whole[0] and h <= self._whole[1]
         if (w, h) in self._bare or (captcha_sized and not self.auto and self.info.general):
-            return [Picture(rgb, None)]
+            return [_whole_picture(rgb)]
         found = locate(rgb, self._sizes)
         if found:
             another = captcha_sized and w >= CAPTCHA_MIN_WIDTH  # may be another configuration's captcha, whole
@@ -553,7 +554,7 @@ class Solver:
             return [Picture(f.pixels, f.box, f.views, rgb if full else None)
                     for f, full in zip(found, fills, strict=True)]
         if captcha_sized:
-            return [Picture(rgb, None)]
+            return [_whole_picture(rgb)]
         raise NoCaptchaError(f"no captcha found in this {w}x{h} picture")
 
     def _misfit(self, info: ModelInfo, pixels: np.ndarray, box: Box | None) -> str | None:
@@ -581,6 +582,15 @@ class Solver:
 
     def __repr__(self) -> str:
         return f"Solver({self.name!r})"
+
+
+def _whole_picture(rgb: np.ndarray) -> Picture:
+    """A picture read whole, if it holds a captcha's ink: a blank one is no captcha, not an empty or invented
+    answer."""
+    if not inked(rgb):
+        h, w = rgb.shape[:2]
+        raise NoCaptchaError(f"no captcha found in this {w}x{h} picture: it has no ink")
+    return Picture(rgb, None)
 
 
 def _order(info: ModelInfo) -> tuple:

@@ -8,7 +8,7 @@
 // locate.py, which finds the captcha in it: loaded after the first answer too, or at once for such a picture.
 // The words come from strings.json, which site.py embeds in the page.
 import {
-  confident, fit, fitsLength, generalDoubts, isGeneral, likeliest, preferGeneral, read, route,
+  confident, fit, fitsLength, generalDoubts, inked, isGeneral, likeliest, preferGeneral, read, route,
 } from './reading.js';
 import { fetchModel, initBackend, loadModel, predict } from './runtime/index.js';
 
@@ -229,6 +229,10 @@ async function run(blob, name) {
     ({ picture, found } = bare ? { picture: pixels(bitmap, entire(bitmap)), found: null } : await search(bitmap));
   } finally {
     bitmap.close();
+  }
+  // As solver.py: a picture read whole with no ink in it is no captcha (a blank one), not an invented answer.
+  if (!found && !inked(picture.rgb, picture.width, picture.height)) {
+    throw new PageError('no_captcha', { w: picture.width, h: picture.height });
   }
   await state.backend;
   setState('busy', 'reading', { name });

@@ -2,7 +2,8 @@
 // route() and read(), written once more because the page runs no Python. Pure functions of arrays and
 // catalogue entries (no DOM, no runtime), so tests/test_reading.py runs them in Node on the cases of
 // tests/fixtures/reading.json and checks solver.py against the same file. The thresholds come from each
-// model's catalogue entry (site.py fills it from the model file), never from constants here.
+// model's catalogue entry (site.py fills it from the model file), never from constants here; only the ink a
+// picture must hold (inked) is the same for every model.
 
 /** A confidence as reported: 4 places, as Python's round(p, 4) gives for a float32 probability. */
 export const round4 = (p) => Math.round(p * 1e4) / 1e4;
@@ -260,6 +261,29 @@ export function inkWidth(rgb, width, height) {
     }
   }
   return first < 0 ? 0 : last - first + 1;
+}
+
+// inputs.py's INK_LEVELS and INK_SHARE: the ink a picture read whole must hold to be a captcha (not the model's).
+const INK_LEVELS = 96;
+const INK_SHARE = 0.0025;
+
+/**
+ * Whether a picture (rgb, width x height x 3) has a captcha's ink, as inputs.py's inked(): of every other row and
+ * column from the first, at least INK_SHARE of the pixels are more than INK_LEVELS (R + G + B) from their upper
+ * median. A blank picture read whole is no captcha, not an empty or invented answer.
+ */
+export function inked(rgb, width, height) {
+  const levels = [];
+  for (let y = 0; y < height; y += 2) {
+    for (let x = 0; x < width; x += 2) {
+      const i = 3 * (y * width + x);
+      levels.push(rgb[i] + rgb[i + 1] + rgb[i + 2]);
+    }
+  }
+  const median = Int16Array.from(levels).sort()[levels.length >> 1];
+  let ink = 0;
+  for (const v of levels) if (Math.abs(v - median) > INK_LEVELS) ink++;
+  return ink >= INK_SHARE * levels.length;
 }
 
 /**
