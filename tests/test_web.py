@@ -116,8 +116,8 @@ def server(bundle, tfjs_models) -> str:
         yield url
 
 
-@pytest.fixture(scope="session")
-def browser():
+@pytest.fixture(scope="module")  # not the session's: Playwright's sync API allows one at a time in a thread, and
+def browser():  # a later module's screenshot Renderer starts its own
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} not found: apt-get install chromium")
     with playwright.sync_playwright() as p:
