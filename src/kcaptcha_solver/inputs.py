@@ -125,7 +125,8 @@ def inked(rgb: np.ndarray) -> bool:
     """Whether a picture has the ink of a captcha (INK_SHARE): a blank or one-colour picture read whole would
     get an invented answer (gnuboard5 read a white 160x60 one as 111111). The page's reading.js ``inked`` counts
     the same pixels (every other row and column, from the first) against the same median (the upper one)."""
-    levels = rgb[::2, ::2].astype(np.int16).sum(axis=2).ravel()
+    v = rgb[::2, ::2]
+    levels = (v[..., 0].astype(np.int16) + v[..., 1] + v[..., 2]).ravel()  # 14 us for 160x60; .sum(axis=2): 80
     median = int(np.partition(levels, levels.size // 2)[levels.size // 2])
     return int(np.count_nonzero(np.abs(levels - median) > INK_LEVELS)) >= INK_SHARE * levels.size
 
