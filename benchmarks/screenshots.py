@@ -4,8 +4,8 @@ Real images from the shared sample are shown in Gnuboard 5's captcha markup (kca
 desktop, mobile and PC-for-phones skins) by headless Chromium at device-pixel-ratios 1-3, each cut five
 ways (the image alone, with its border, with some page round it, the fieldset, the whole form) and saved
 as PNG and as JPEG (quality 90). Each picture is decoded, located and read with ``Solver("auto")``;
-a picture counts as read when exactly one captcha is found and its text is the label. Every resampling
-in RESAMPLINGS is scored on the same boxes, so the choice in locate.py is measured, not assumed.
+a picture counts as read when exactly one captcha is found and its text is the label. Each resampling
+in RESAMPLINGS (``--resamplings``) is scored on the same boxes, so the choice in locate.py is measured, not assumed.
 
 Gnuboard's PC layout on a phone (skin ``mobile-pc``) sets the image to 160x60 CSS px whatever its size, so
 only a 160x60 captcha looks like itself there; a 160x92 kcaptcha-default would be squeezed to the other
@@ -133,8 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--start", type=int, default=0, help="first sample index (default 0)")
     ap.add_argument("--presets", nargs="+", default=PRESETS, choices=PRESETS, help="sample folders (default all)")
     ap.add_argument("--timing", type=int, default=60, help="1920x1080 screens timed (default 60; 0: none)")
+    ap.add_argument("--resamplings", nargs="+", choices=RESAMPLINGS, default=list(RESAMPLINGS),
+                    help="resamplings scored on the same boxes (default all); the locator's own is always scored, "
+                         "and scoring it alone reads each picture once instead of four times")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "screenshots.json")
     args = ap.parse_args(argv)
+    methods = {k: v for k, v in RESAMPLINGS.items() if k in args.resamplings or v == RESAMPLE}
 
     solver = Solver("auto")
     sizes = sorted({(m.width, m.height) for m in solver.models.values() if not m.general})  # what locate searches
@@ -160,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                             key = (preset, skin, dpr, shot.crop, fmt)
                             if len(found) != 1:
                                 misses[key] += 1
-                            for name, method in RESAMPLINGS.items():
+                            for name, method in methods.items():
                                 cell = tally[(name, *key)]
                                 cell[1] += 1
                                 if len(found) != 1:
@@ -205,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         "dpr>=1.25": group(r, lambda p, s, d, c, f, p0=pre: p == p0 and d >= 1.25),
         "desktop dpr 1": group(r, lambda p, s, d, c, f, p0=pre: p == p0 and s == "desktop" and d == 1),
         "dpr 3": group(r, lambda p, s, d, c, f, p0=pre: p == p0 and d == 3)}
-        for r in RESAMPLINGS for pre in presets}
+        for r in methods for pre in presets}
 
     # Time: locate + read on a 1920x1080 screen holding the form, one thread, pixels already decoded; the forms
     # spread evenly over the DPRs (and presets): a DPR-1 captcha is small, and an unsure reading of it is read
