@@ -93,18 +93,22 @@ def test_pictures_of_any_size_are_located_and_a_missing_captcha_is_wrong(
     on_page(np.asarray(Image.open(src).convert("RGB")), 2.0, (301, 97), size=(1920, 1080)).save(
         folder / f"{label(src)}_page.png")
     Image.new("RGB", (800, 600), "white").save(folder / "123456_blank.png")
+    Image.new("RGB", (160, 60), "white").save(folder / "654321_white.png")  # a captcha's size: read whole, no ink
     assert main(["evaluate", str(folder), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert (report["count"], report["accuracy"], report["skipped"], report["models"]) == (
-        4, 0.75, [], {"gnuboard5": 3})
-    assert report["errors"] == [{"file": "123456_blank.png", "truth": "123456", "prediction": "", "model": None,
-                                 "confidence": [], "score": 0.0, "sure": False, "box": None,
-                                 "error": "no captcha found in this 800x600 picture"}]
+        5, 0.6, [], {"gnuboard5": 3})
+    missing = {"truth": "123456", "prediction": "", "model": None, "confidence": [], "score": 0.0, "sure": False,
+               "box": None}
+    assert report["errors"] == [
+        {"file": "123456_blank.png", **missing, "error": "no captcha found in this 800x600 picture"},
+        {"file": "654321_white.png", **missing, "truth": "654321",
+         "error": "no captcha found in this 160x60 picture: it has no ink"}]
     gallery = tmp_path / "errors.png"
     assert main(["evaluate", str(folder), "--model", "seed-l2", "--json", "--gallery", str(gallery)]) == 0
     report = json.loads(capsys.readouterr().out)
     boxes = {e["file"]: e["box"] for e in report["errors"]}  # seed-l2 misreads gnuboard5's digits
-    assert len(boxes) == 4 and boxes.pop(f"{label(src)}_page.png") == [301, 97, 320, 120]
+    assert len(boxes) == 5 and boxes.pop(f"{label(src)}_page.png") == [301, 97, 320, 120]
     assert set(boxes.values()) == {None}
     assert Image.open(gallery).size[0] < 1000  # the crop read is shown, not the whole screenshot
     assert main(["evaluate", str(folder)]) == 0

@@ -206,13 +206,17 @@ def test_evaluate_empty_folder(tmp_path, dev_model, capsys):
     assert code != 0 and "empty" in err and "Traceback" not in err
 
 
+# A picture of another size than the model's, read whole (no frame in it), with ink (a blank one is no captcha)
+NOISE = np.random.default_rng(0).integers(0, 256, (40, 100, 3), dtype=np.uint8)
+
+
 def test_evaluate_skips_and_reports_bad_files(tmp_path, dev_model, shared_dir, capsys):
     good = sorted((shared_dir / "seed-l2").iterdir())[:3]
     for p in good:
         (tmp_path / p.name).write_bytes(p.read_bytes())
     (tmp_path / "nolabel.png").write_bytes(good[0].read_bytes())
     (tmp_path / "12_corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
-    Image.fromarray(np.zeros((40, 100, 3), np.uint8)).save(tmp_path / "34_small.png")
+    Image.fromarray(NOISE).save(tmp_path / "34_small.png")
     code, out, _ = _evaluate([str(tmp_path), "--model", str(dev_model), "--json",
                               "--gallery", str(tmp_path / "g" / "e.png")], capsys)
     report = json.loads(out)
@@ -223,7 +227,7 @@ def test_evaluate_skips_and_reports_bad_files(tmp_path, dev_model, shared_dir, c
 
 
 def test_evaluate_only_unusable_files_is_an_error(tmp_path, dev_model, capsys):
-    Image.fromarray(np.zeros((40, 100, 3), np.uint8)).save(tmp_path / "34_small.png")
+    Image.fromarray(NOISE).save(tmp_path / "34_small.png")
     code, _, err = _evaluate([str(tmp_path), "--model", str(dev_model)], capsys)
     assert code != 0 and "no usable images" in err and "size 100x40" in err
 
