@@ -11,7 +11,8 @@ Measured with the models before they all learned from screen views (40 images pe
 18,000 pictures): 78 of 11,096 would-be-sure answers at a scale other than 1 were wrong, 98.77 % right
 below 1x and 99.72 % above (most: kcaptcha-default at DPR 1.25-3). With the screen-trained models (20 per
 preset, 8,000 pictures, benchmarks/results/screenshot_sure.json): 4 of 3,613 below 1x (99.89 %, one image),
-none of 3,480 above. Solver keeps both unsure. A first run of 12 images per preset had found none of 3,205
+none of 3,480 above; with kcaptcha-default after its GPU runs, none of 4,245 below and 3,600 above. Solver
+keeps both unsure. A first run of 12 images per preset had found none of 3,205
 wrong: a small set is not enough to see it.
 
     python benchmarks/screenshot_sure.py [--count 40] [--start 200] [--out benchmarks/results/screenshot_sure.json]
