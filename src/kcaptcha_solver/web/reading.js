@@ -273,14 +273,15 @@ const INK_SHARE = 0.0025;
  * median. A blank picture read whole is no captcha, not an empty or invented answer.
  */
 export function inked(rgb, width, height) {
-  const levels = [];
-  for (let y = 0; y < height; y += 2) {
-    for (let x = 0; x < width; x += 2) {
+  const levels = new Int16Array(Math.ceil(height / 2) * Math.ceil(width / 2));
+  for (let y = 0, n = 0; y < height; y += 2) {
+    for (let x = 0; x < width; x += 2, n++) {
       const i = 3 * (y * width + x);
-      levels.push(rgb[i] + rgb[i + 1] + rgb[i + 2]);
+      levels[n] = rgb[i] + rgb[i + 1] + rgb[i + 2];
     }
   }
-  const median = Int16Array.from(levels).sort()[levels.length >> 1];
+  levels.sort(); // numerically, in place: the count below does not depend on the order
+  const median = levels[levels.length >> 1];
   let ink = 0;
   for (const v of levels) if (Math.abs(v - median) > INK_LEVELS) ink++;
   return ink >= INK_SHARE * levels.length;
